@@ -1,0 +1,50 @@
+# asr_analogy: `make demo` runs the offline syn2real demo, `make test` runs the tests.
+# Both create or refresh .venv and install what they need (Python packages, Debian tools, the corpus).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch on this machine; override (e.g. TORCH_SPEC="torch==2.13.0 --index-url ...") for GPUs.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= offline,dev
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+APT_PACKAGES := espeak-ng sox
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv system-deps test demo bench clean help
+help:
+	@echo "make demo   - offline syn2real demo on real human speech"
+	@echo "make test   - run the test suite"
+	@echo "make bench  - run the benchmarks"
+
+$(STAMP): pyproject.toml Makefile
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	echo "$(TORCH_SPEC)" | tr ' ' '\n' | grep '^torch' > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv: $(STAMP)
+
+# Debian tools used by TTS and audio tests (espeak-ng, sox). Needs root or sudo; skipped with a note otherwise.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  ($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "note: could not install$$missing; tests that need them are skipped"; \
+	fi
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+demo: venv system-deps
+	$(BIN)/asr-analogy demo
+
+bench: venv
+	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

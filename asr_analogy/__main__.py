@@ -1,0 +1,4 @@
+from asr_analogy.cli import main
+
+if __name__ == "__main__":
+    main()

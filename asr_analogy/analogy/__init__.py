@@ -1,0 +1,1 @@
+"""Synthetic-to-real task analogy: vectors, lambda selection, ensembles."""

@@ -1,0 +1,1 @@
+"""Input/output: checkpoints, manifests, audio, atomic writes. Imports nothing else from the package."""

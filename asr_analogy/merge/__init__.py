@@ -1,0 +1,1 @@
+"""Merge methods (registry of presets over one kernel), validated YAML config, streaming engine."""

@@ -1,0 +1,1 @@
+"""Pure functions on tensors and dict[str, Tensor]. No transformers, no config."""

@@ -1,0 +1,1 @@
+"""Speech models: import, fine-tuning, transcription, metrics, TTS."""

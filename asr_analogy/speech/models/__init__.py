@@ -1,0 +1,1 @@
+"""Model families: Whisper, Wav2Vec2-Conformer, CTranslate2 import."""

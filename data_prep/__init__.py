@@ -1,0 +1,1 @@
+"""Corpus preparers: one module per corpus, each with ``prepare(...)`` returning manifest paths."""
