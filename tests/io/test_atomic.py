@@ -1,0 +1,64 @@
+import os
+
+import pytest
+
+from asr_analogy.errors import OutputExistsError
+from asr_analogy.io.atomic import atomic_dir, atomic_file
+
+
+def _siblings(path):
+    return sorted(p.name for p in path.iterdir())
+
+
+def test_atomic_file_writes_on_success(tmp_path):
+    target = tmp_path / "out.txt"
+    with atomic_file(target) as fh:
+        fh.write("hello")
+        assert not target.exists()  # nothing at the final path until the block ends
+    assert target.read_text() == "hello"
+    assert _siblings(tmp_path) == ["out.txt"]
+
+
+def test_atomic_file_keeps_old_content_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_file(target) as fh:
+            fh.write("new, half written")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert _siblings(tmp_path) == ["out.txt"]
+
+
+def test_atomic_dir_refuses_existing_without_force(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.bin").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match="already exists.*--force"):
+        with atomic_dir(out):
+            pytest.fail("body must not run")
+    assert (out / "keep.bin").read_bytes() == b"x"
+    assert _siblings(tmp_path) == ["model"]
+
+
+def test_atomic_dir_replaces_with_force_only_when_complete(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old.bin").write_bytes(b"old")
+    with pytest.raises(ValueError):
+        with atomic_dir(out, force=True) as tmp:
+            (tmp / "new.bin").write_bytes(b"new")
+            raise ValueError("failed midway")
+    assert _siblings(out) == ["old.bin"]
+    with atomic_dir(out, force=True) as tmp:
+        (tmp / "new.bin").write_bytes(b"new")
+    assert _siblings(out) == ["new.bin"]
+    assert _siblings(tmp_path) == ["model"]
+
+
+def test_atomic_dir_creates_parents(tmp_path):
+    out = tmp_path / "a" / "b" / "c"
+    with atomic_dir(out) as tmp:
+        (tmp / "f").write_text("1")
+    assert (out / "f").read_text() == "1"
+    assert not any(n.startswith(".") for n in os.listdir(out.parent))
