@@ -32,6 +32,50 @@ def main() -> None:
 
 # ---- speech models ---------------------------------------------------------------------------------------
 
+
+@main.command("import-ct2")
+@click.argument("paths", nargs=-1, metavar="[SRC_DIR] OUT_DIR")
+@click.option("--bundled", metavar="NAME", help="Import a bundled model instead of SRC_DIR (e.g. tiny.en).")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+def import_ct2_cmd(paths, bundled, force):
+    """Convert a CTranslate2 Whisper model into a transformers directory.
+
+    \b
+    asr-analogy import-ct2 SRC_DIR OUT_DIR [--force]
+    asr-analogy import-ct2 --bundled tiny.en OUT_DIR
+    """
+    from asr_analogy.speech.models.ct2_import import import_bundled, import_ct2
+
+    if bundled:
+        if len(paths) != 1:
+            raise click.UsageError("with --bundled NAME give exactly one path: OUT_DIR")
+        out = import_bundled(bundled, paths[0], force=force)
+    else:
+        if len(paths) != 2:
+            raise click.UsageError("give SRC_DIR and OUT_DIR (or --bundled NAME OUT_DIR)")
+        out = import_ct2(paths[0], paths[1], force=force)
+    click.echo(str(out))
+
+
 # ---- data and TTS ----------------------------------------------------------------------------------------
+
+
+@main.group("prep")
+def prep() -> None:
+    """Prepare a corpus: audio plus manifest.jsonl with domain/split, and a skip report."""
+
+
+@prep.command("ivr-prompts")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--from", "from_dir", type=click.Path(exists=True, file_okay=False),
+              help="Unpacked packages, or a folder with the two .deb files (default: apt-get download).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Where fetched packages are kept.")
+@click.option("--force", is_flag=True, help="Rebuild OUT_DIR even if it is already prepared.")
+def prep_ivr_prompts(out_dir, from_dir, cache_dir, force):
+    """The Asterisk IVR prompts (Debian asterisk-core-sounds-en-wav): real 8 kHz telephone speech -> 16 kHz."""
+    from data_prep.ivr_prompts import prepare
+
+    prepare(out_dir, from_dir=from_dir, cache_dir=cache_dir, force=force, echo=click.echo)
+
 
 # ---- syn2real ----------------------------------------------------------------------------------------------
