@@ -11,10 +11,11 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut
 APT_PACKAGES := espeak-ng sox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv system-deps test demo bench clean help
+.PHONY: venv system-deps test demo corpus bench clean help
 help:
 	@echo "make demo   - offline syn2real demo on real human speech"
 	@echo "make test   - run the test suite"
+	@echo "make corpus - prepare the real-speech IVR corpus in data/ivr"
 	@echo "make bench  - run the benchmarks"
 
 $(STAMP): pyproject.toml Makefile
@@ -40,8 +41,13 @@ system-deps:
 test: venv system-deps
 	$(BIN)/python -m pytest -q
 
-demo: venv system-deps
+demo: venv system-deps corpus
 	$(BIN)/asr-analogy demo
+
+# The real-speech IVR corpus (Debian asterisk prompts, fetched with apt-get download) in data/ivr; a no-op once
+# it is there.
+corpus: venv
+	$(BIN)/asr-analogy prep ivr-prompts data/ivr
 
 bench: venv
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
