@@ -515,8 +515,8 @@ def _configs(dims: WhisperDims, vocabulary: list[str], ct2_cfg: dict, cfg_path: 
             if not (0 <= layer < dims.decoder_layers and 0 <= head < dims.decoder_attention_heads):
                 raise ConfigError(f"{cfg_path}: alignment head [{layer}, {head}] is outside the decoder")
     else:  # CTranslate2's default: every head of the second half of the decoder
-        heads = [[l, h] for l in range(dims.decoder_layers // 2, dims.decoder_layers)
-                 for h in range(dims.decoder_attention_heads)]
+        heads = [[layer, head] for layer in range(dims.decoder_layers // 2, dims.decoder_layers)
+                 for head in range(dims.decoder_attention_heads)]
     multilingual = dims.vocab_size >= 51865
     config = WhisperConfig(
         vocab_size=dims.vocab_size,
@@ -564,6 +564,37 @@ def _configs(dims: WhisperDims, vocabulary: list[str], ct2_cfg: dict, cfg_path: 
     return config, GenerationConfig(**gen)
 
 
+def whisper_processor(
+    src_dir: str | os.PathLike,
+    num_mel_bins: int = 80,
+    max_source_positions: int = 1500,
+    *,
+    vocabulary: list[str] | None = None,
+):
+    """``WhisperProcessor`` for a CTranslate2 Whisper directory: its tokenizer plus a feature extractor.
+
+    The feature extractor computes ``num_mel_bins`` log-mel bins from 16 kHz audio (25 ms window, 10 ms hop)
+    and pads/cuts to ``2 * max_source_positions`` frames (30 s for 1500 positions).
+    """
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    src = Path(src_dir)
+    vocabulary = vocabulary if vocabulary is not None else _read_vocabulary(src)
+    tokenizer = _build_tokenizer(src, vocabulary)
+    frames = 2 * max_source_positions
+    feature_extractor = WhisperFeatureExtractor(
+        feature_size=num_mel_bins,
+        sampling_rate=16000,
+        hop_length=160,
+        chunk_length=max(1, round(frames / 100)),
+        n_fft=400,
+    )
+    # chunk_length is whole seconds; the exact window is set here (frames of 160 samples).
+    feature_extractor.n_samples = frames * 160
+    feature_extractor.nb_max_frames = frames
+    return WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -585,7 +616,7 @@ def import_ct2(src_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bo
     frames of 10 ms), plus ``ct2_import.json`` (source path and sha256). The directory appears atomically;
     on any error nothing is written. Refuses an existing ``out_dir`` unless ``force``.
     """
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import WhisperForConditionalGeneration
 
     src = Path(src_dir)
     out = Path(out_dir)
@@ -603,19 +634,7 @@ def import_ct2(src_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bo
             f"{src}: the vocabulary has {len(vocabulary)} tokens but the embeddings have {dims.vocab_size} rows"
         )
     config, gen = _configs(dims, vocabulary, _ct2_config(src), src / "config.json")
-    tokenizer = _build_tokenizer(src, vocabulary)
-    feature_extractor = WhisperFeatureExtractor(
-        feature_size=dims.num_mel_bins,
-        sampling_rate=16000,
-        hop_length=160,
-        # 2 mel frames per encoder position, 100 frames per second.
-        chunk_length=max(1, round(dims.max_source_positions * 2 / 100)),
-        n_fft=400,
-    )
-    feature_extractor.n_samples = dims.max_source_positions * 2 * 160
-    feature_extractor.nb_max_frames = dims.max_source_positions * 2
-    processor = WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
-
+    processor = whisper_processor(src, dims.num_mel_bins, dims.max_source_positions, vocabulary=vocabulary)
     with torch.device("meta"):
         model = WhisperForConditionalGeneration(config)
     expected = set(model.state_dict())

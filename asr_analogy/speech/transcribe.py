@@ -1,0 +1,226 @@
+"""Batched transcription of a manifest with a Whisper (sequence-to-sequence) or CTC model.
+
+Clips are sorted by duration so each batch holds clips of similar length, transcribed in batches, and the
+results are put back in manifest order. Whisper decodes with ``generate`` (greedy, or beam search with
+``num_beams > 1``); CTC models (Wav2Vec2, Wav2Vec2-Conformer, ...) decode with argmax over frames and the
+tokenizer's CTC collapse. A clip that cannot be read gets an ``error`` field and an empty ``hypothesis``;
+the rest of its batch is transcribed as usual.
+
+Whisper's encoder takes a fixed window of ``2 * config.max_source_positions`` mel frames (10 ms each; 30 s
+for the original models). Models saved with a shorter window (``audio_context_s``) are honoured: features are
+padded to the model's window, whatever the feature extractor passed in says. Audio longer than the window is
+cut to it (and counted in the log); long-form transcription is not done here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from asr_analogy.errors import AsrAnalogyError, ConfigError
+from asr_analogy.io.audio import TARGET_SR, load_audio
+from asr_analogy.io.manifest import read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+def load_asr_model(model_dir: str | os.PathLike, device: str | torch.device | None = None):
+    """Load (model, processor) from a ``save_pretrained`` directory or hub id; Whisper or a CTC model.
+
+    Raises ``ConfigError`` naming the directory when it holds neither.
+    """
+    from transformers import AutoConfig, AutoModelForCTC, AutoProcessor, WhisperForConditionalGeneration
+
+    path = Path(model_dir)
+    name = str(model_dir)
+    if not path.exists() and (path.is_absolute() or name.startswith(".") or name.count("/") > 1):
+        raise ConfigError(f"model directory {path} does not exist")
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{name}: not a transformers model directory ({exc})") from None
+    try:
+        if config.model_type == "whisper":
+            model = WhisperForConditionalGeneration.from_pretrained(name)
+        else:
+            model = AutoModelForCTC.from_pretrained(name)
+        processor = AutoProcessor.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{name}: cannot load the model or its processor ({exc})") from None
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model, processor
+
+
+def _records(manifest_or_records) -> list[dict]:
+    if isinstance(manifest_or_records, (str, os.PathLike)):
+        return read_manifest(manifest_or_records)
+    recs = [dict(r) for r in manifest_or_records]
+    for i, rec in enumerate(recs):
+        if "audio_filepath" not in rec:
+            raise ConfigError(f"record #{i} has no 'audio_filepath'")
+    return recs
+
+
+def _duration(rec: dict) -> float:
+    """Duration in seconds for sorting: the manifest's value, else the file header, else 0 (unreadable)."""
+    dur = rec.get("duration")
+    if isinstance(dur, (int, float)):
+        return float(dur)
+    try:
+        import soundfile as sf
+
+        return float(sf.info(rec["audio_filepath"]).duration)
+    except Exception:
+        return 0.0
+
+
+def _whisper_feature_extractor(processor, model):
+    """The processor's feature extractor, with its window set to the model's encoder window if they differ."""
+    fe = processor.feature_extractor
+    frames = 2 * int(model.config.max_source_positions)
+    if fe.nb_max_frames == frames:
+        return fe
+    fe = copy.copy(fe)
+    fe.nb_max_frames = frames
+    fe.n_samples = frames * fe.hop_length
+    fe.chunk_length = fe.n_samples / fe.sampling_rate
+    return fe
+
+
+def _is_whisper(model) -> bool:
+    return getattr(model.config, "model_type", None) == "whisper"
+
+
+@torch.inference_mode()
+def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: int, max_new_tokens, gen_kwargs):
+    feats = fe(audios, sampling_rate=TARGET_SR, return_tensors="pt")
+    x = feats.input_features.to(device=model.device, dtype=model.dtype)
+    kwargs = dict(gen_kwargs)
+    kwargs["num_beams"] = num_beams
+    if num_beams > 1:
+        kwargs.setdefault("do_sample", False)
+    if max_new_tokens is not None:
+        kwargs["max_new_tokens"] = max_new_tokens
+    ids = model.generate(x, **kwargs)
+    if not torch.is_tensor(ids):  # some generate options return a dict-like output
+        ids = ids["sequences"]
+    return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+
+
+@torch.inference_mode()
+def _ctc_batch(model, processor, audios: list[np.ndarray]):
+    inputs = processor(audios, sampling_rate=TARGET_SR, return_tensors="pt", padding=True)
+    kwargs = {"input_values": inputs.input_values.to(device=model.device, dtype=model.dtype)}
+    if "attention_mask" in inputs:
+        kwargs["attention_mask"] = inputs.attention_mask.to(model.device)
+    logits = model(**kwargs).logits
+    ids = logits.argmax(dim=-1).cpu()
+    return [t.strip() for t in processor.batch_decode(ids)]
+
+
+def transcribe(
+    model,
+    manifest_or_records: str | os.PathLike | Iterable[dict],
+    out_jsonl: str | os.PathLike | None = None,
+    *,
+    processor=None,
+    batch_size: int = 16,
+    num_beams: int = 1,
+    device: str | torch.device | None = None,
+    max_new_tokens: int | None = None,
+    generate_kwargs: dict | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Transcribe every clip of a manifest; return records in manifest order, each with ``hypothesis`` added.
+
+    ``model`` is a ``save_pretrained`` directory (or hub id) or an already-loaded model; a loaded model needs
+    ``processor`` unless its ``name_or_path`` is a directory holding one. ``batch_size`` clips per forward
+    pass (after sorting by duration, longest first); ``num_beams`` 1 is greedy, more is beam search (Whisper
+    only; CTC decoding is argmax). ``device``: e.g. ``"cpu"`` or ``"cuda"`` (default: where a loaded model is,
+    else CUDA when available). ``max_new_tokens``: cap on generated tokens per clip (default: the generation
+    config's). ``generate_kwargs``: passed on to Whisper's ``generate`` (e.g. ``language``, ``task``).
+
+    Unreadable clips get ``error`` (the message) and ``hypothesis: ""``. With ``out_jsonl`` the records are
+    written there atomically as JSONL (audio paths relative to it when under its directory).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    records = _records(manifest_or_records)
+    if isinstance(model, (str, os.PathLike)):
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model, loaded_processor = load_asr_model(model, device)
+        processor = processor or loaded_processor
+    else:
+        if device is not None:
+            model.to(device)
+        model.eval()
+        if processor is None:
+            from transformers import AutoProcessor
+
+            source = getattr(model, "name_or_path", "") or ""
+            if not source or not Path(source).is_dir():
+                raise ConfigError("transcribe(model=<loaded model>) needs processor=... (the model has no directory)")
+            processor = AutoProcessor.from_pretrained(source)
+    whisper = _is_whisper(model)
+    if not whisper and num_beams > 1:
+        raise ConfigError("beam search (num_beams > 1) is only available for Whisper; CTC decoding is argmax")
+    fe = _whisper_feature_extractor(processor, model) if whisper else None
+    window_s = fe.n_samples / TARGET_SR if whisper else None
+    gen_kwargs = dict(generate_kwargs or {})
+
+    order = sorted(range(len(records)), key=lambda i: -_duration(records[i]))
+    n_errors = n_truncated = 0
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = None
+    if progress and batches:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(records), desc="transcribe", unit="clip", leave=False)
+    for batch in batches:
+        good, audios = [], []
+        for i in batch:
+            rec = records[i]
+            rec.pop("error", None)
+            try:
+                audio = load_audio(rec["audio_filepath"])
+            except AsrAnalogyError as exc:
+                rec["hypothesis"] = ""
+                rec["error"] = str(exc)
+                n_errors += 1
+                log.warning("skipping clip: %s", exc)
+                continue
+            if window_s is not None and len(audio) > fe.n_samples:
+                n_truncated += 1
+                log.warning("%s is longer than the %.1f s encoder window; cut to it", rec["audio_filepath"], window_s)
+            good.append(i)
+            audios.append(audio)
+        if audios:
+            if whisper:
+                hyps = _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs)
+            else:
+                hyps = _ctc_batch(model, processor, audios)
+            for i, hyp in zip(good, hyps):
+                records[i]["hypothesis"] = hyp
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    if n_errors:
+        log.warning("%d of %d clips could not be read (see their 'error' field)", n_errors, len(records))
+    if n_truncated:
+        log.warning("%d of %d clips were cut to the %.1f s encoder window", n_truncated, len(records), window_s)
+    if out_jsonl is not None:
+        write_manifest(records, out_jsonl)
+    return records
+
