@@ -1,0 +1,504 @@
+"""Fine-tune Whisper (sequence-to-sequence) or Wav2Vec2-Conformer (CTC) on JSONL manifests.
+
+One YAML config (see ``FinetuneConfig``; every key has a comment there) drives a run::
+
+    asr-analogy finetune recipes/ivr_syn2real/finetune_A.yaml
+    asr-analogy finetune CONFIG.yaml --resume              # continue from the last checkpoint
+    asr-analogy finetune CONFIG.yaml --max-steps 50 --set learning_rate=3e-5
+
+or from Python: ``finetune(load_finetune_config("cfg.yaml"))`` or ``finetune(FinetuneConfig(...))``.
+
+Whisper is trained with ``Seq2SeqTrainer`` (collator: ``models.whisper.WhisperCollator``: the decoder is fed the
+prompt that ``generate`` forces, the loss covers the text and the end token); Wav2Vec2-Conformer with
+``Trainer`` and CTC over a character vocabulary (``models.wav2vec2_conformer``). The family is read from the
+model's ``config.json`` (``model_type``).
+
+Outputs. Checkpoints go to ``checkpoints_dir`` (default ``<output_dir>.checkpoints``); at the end the final
+model (the best dev-WER checkpoint when ``dev_manifest`` is set, else the last) is written to a temporary
+sibling and renamed to ``output_dir``: a ``save_pretrained`` directory with model, processor, generation config
+(Whisper), plus ``finetune_config.yaml``, ``trainer_state.json`` (losses, steps, dev WER) and
+``finetune_data.json`` (skip reports of the manifests). An interrupted run leaves no ``output_dir``; run it
+again with ``--resume`` to continue from the last checkpoint (the step count continues).
+
+Several GPUs. The same command runs unchanged under a distributed launcher; ``batch_size`` is per device::
+
+    torchrun --nproc_per_node 4 -m asr_analogy finetune CONFIG.yaml
+    accelerate launch --num_processes 4 -m asr_analogy finetune CONFIG.yaml
+
+Every process decodes the manifests; only the main process writes the final directory and reports.
+``fp16``/``bf16`` apply only on CUDA devices (ignored with a warning on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from asr_analogy.errors import CheckpointError, ConfigError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+MODEL_TYPES = {"whisper": "whisper", "wav2vec2-conformer": "wav2vec2_conformer"}
+"""transformers ``config.model_type`` → family name used here."""
+
+
+class FinetuneConfig(BaseModel):
+    """A fine-tuning run. Relative paths are relative to the working directory."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+
+    # -- what to train on what --
+    model: str  # base model: a save_pretrained directory, a hub id, or "bundled:tiny.en" (the pip-bundled Whisper)
+    model_type: Literal["auto", "whisper", "wav2vec2_conformer"] = "auto"  # "auto": read config.json's model_type
+    train_manifest: Path  # JSONL manifest of training utterances (audio_filepath, text, ...)
+    dev_manifest: Path | None = None  # JSONL manifest scored by WER during training; the best checkpoint is kept
+    output_dir: Path  # final save_pretrained directory (written atomically at the end)
+    checkpoints_dir: Path | None = None  # Trainer checkpoints; default "<output_dir>.checkpoints"
+    keep_checkpoints: bool = False  # keep checkpoints_dir after a successful run (needed to extend it later)
+
+    # -- optimisation --
+    learning_rate: float = Field(1e-5, gt=0)  # peak learning rate (AdamW)
+    max_steps: int | None = Field(None, gt=0)  # optimizer steps; takes precedence over num_epochs
+    num_epochs: float = Field(1.0, gt=0)  # passes over the training set when max_steps is not set
+    batch_size: int = Field(8, gt=0)  # utterances per device per forward pass
+    grad_accum: int = Field(1, gt=0)  # forward passes per optimizer step (effective batch = batch × accum × devices)
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up steps
+    lr_scheduler: str = "linear"  # transformers scheduler name: linear, cosine, constant, constant_with_warmup, ...
+    weight_decay: float = Field(0.0, ge=0)  # AdamW weight decay
+    max_grad_norm: float = Field(1.0, gt=0)  # gradient clipping norm
+    seed: int = 0  # seeds data order, dropout and newly initialised heads
+    fp16: bool = False  # float16 mixed precision (CUDA only)
+    bf16: bool = False  # bfloat16 mixed precision (CUDA only)
+    gradient_checkpointing: bool = False  # recompute activations to save memory
+
+    # -- what to train --
+    freeze_encoder: bool = False  # Whisper: freeze the whole encoder; Wav2Vec2: freeze everything but the CTC head
+    freeze_feature_encoder: bool | None = None  # freeze the convolutional front end; None: True for Wav2Vec2, False for Whisper
+    audio_context_s: int | None = Field(None, ge=1, le=30)  # Whisper: shorten the encoder window to this many seconds
+
+    # -- data --
+    max_duration_s: float | None = Field(None, gt=0)  # skip longer clips; None: the model's window (Whisper) or 30 s
+    min_duration_s: float = Field(0.1, ge=0)  # skip shorter clips, seconds
+    silence_dbfs: float = -60.0  # skip clips quieter than this RMS level, dBFS
+
+    # -- model-specific --
+    language: str | None = None  # multilingual Whisper: language of the transcripts (default "en"); .en models: unset
+    task: Literal["transcribe", "translate"] = "transcribe"  # multilingual Whisper task token
+    vocab: str | None = None  # Wav2Vec2: vocab.json path, "manifest" (build from transcripts), None: the model's own if any, else "manifest"
+    generation_max_length: int = Field(128, gt=0)  # Whisper: max tokens when decoding the dev set
+    generation_num_beams: int = Field(1, gt=0)  # Whisper: beams when decoding the dev set
+
+    # -- schedule of logs, evaluation, checkpoints --
+    logging_steps: int = Field(10, gt=0)  # log loss and learning rate every N steps
+    eval_steps: int | None = Field(None, gt=0)  # score dev WER every N steps; default: save_steps
+    save_steps: int = Field(500, gt=0)  # write a checkpoint every N steps (and at the end)
+    save_total_limit: int | None = Field(2, gt=0)  # keep at most N checkpoints (the best is always kept)
+    eval_batch_size: int | None = Field(None, gt=0)  # dev batch size; default: batch_size
+    dataloader_num_workers: int = Field(0, ge=0)  # worker processes for batching
+
+    # -- run control --
+    resume: bool = False  # continue from the last checkpoint in checkpoints_dir, if any
+    force: bool = False  # replace an existing output_dir and discard old checkpoints
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dev_manifest is not None and self.eval_steps is not None and self.save_steps % self.eval_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
+                "so that the best dev checkpoint is saved"
+            )
+        return self
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.checkpoints_dir or self.output_dir.with_name(self.output_dir.name + ".checkpoints")
+
+
+def _validation_message(exc: ValidationError, source: str) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(x) for x in err["loc"]) or "<top level>"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(FinetuneConfig.model_fields)
+            parts.append(f"unknown key '{key}' in {source} (known keys: {known})")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key '{key}' in {source}")
+        else:
+            parts.append(f"key '{key}' in {source}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def make_finetune_config(values: dict, source: str = "<config>") -> FinetuneConfig:
+    """Validate a dict into a ``FinetuneConfig``; errors name the key and ``source`` (``ConfigError``)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(values).__name__}")
+    try:
+        return FinetuneConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc, source)) from None
+
+
+def load_finetune_config(path: str | os.PathLike, overrides: dict | None = None) -> FinetuneConfig:
+    """Read and validate a fine-tuning YAML; ``overrides`` (key → value) replace keys of the file.
+
+    Raises ``ConfigError`` naming the file and key for unknown keys, wrong types, missing required keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
+    values = dict(values)
+    for key, value in (overrides or {}).items():
+        if key not in FinetuneConfig.model_fields:
+            raise ConfigError(f"unknown key '{key}' given on the command line (known keys: {', '.join(FinetuneConfig.model_fields)})")
+        values[key] = value
+    return make_finetune_config(values, str(path))
+
+
+def resolve_model(name: str) -> str:
+    """``bundled:NAME`` → the imported bundled Whisper directory; anything else is returned unchanged."""
+    if name.startswith("bundled:"):
+        try:
+            from asr_analogy.speech.models.ct2_import import bundled_model_dir
+        except ImportError as exc:
+            raise CheckpointError(f"cannot resolve {name}: the CTranslate2 importer is unavailable ({exc})") from None
+        return str(bundled_model_dir(name.split(":", 1)[1]))
+    return name
+
+
+def detect_model_type(name: str) -> str:
+    """Family of a model (``whisper`` or ``wav2vec2_conformer``) from its ``config.json``."""
+    from transformers import AutoConfig
+
+    try:
+        model_type = AutoConfig.from_pretrained(name).model_type
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the model config of {name}: {exc}") from None
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(f"model {name} has model_type '{model_type}'; fine-tuning supports {sorted(MODEL_TYPES)}")
+    return MODEL_TYPES[model_type]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# WER on the dev set
+
+
+def _normalize(text: str) -> str:
+    import re
+
+    text = re.sub(r"[^\w\s']", " ", text.lower())
+    return " ".join(text.split())
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER as a fraction (errors / reference words) after lower-casing and removing punctuation."""
+    import jiwer
+
+    pairs = [(_normalize(r), _normalize(h)) for r, h in zip(references, hypotheses)]
+    pairs = [(r, h) for r, h in pairs if r]
+    if not pairs:
+        return 0.0
+    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Families: model + processor + collator + metrics
+
+
+class _Setup:
+    """What a family contributes to a run."""
+
+    def __init__(self, model, processor, collator, compute_metrics, preprocess_logits=None, seq2seq=False):
+        self.model = model
+        self.processor = processor
+        self.collator = collator
+        self.compute_metrics = compute_metrics
+        self.preprocess_logits = preprocess_logits
+        self.seq2seq = seq2seq
+
+
+def _setup_whisper(cfg: FinetuneConfig, model_name: str) -> _Setup:
+    import numpy as np
+
+    from asr_analogy.speech.models import whisper as W
+
+    model, processor = W.load_whisper(model_name)
+    tokenizer = processor.tokenizer
+    gen = model.generation_config
+    multilingual = bool(getattr(gen, "is_multilingual", model.config.vocab_size >= 51865))
+    if multilingual:
+        language = cfg.language or "en"
+        tokenizer.set_prefix_tokens(language=language, task=cfg.task, predict_timestamps=False)
+        gen.language, gen.task = language, cfg.task
+    elif cfg.language not in (None, "en", "english"):
+        raise ConfigError(f"model {cfg.model} is English-only; language '{cfg.language}' cannot be set")
+    else:
+        tokenizer.set_prefix_tokens(predict_timestamps=False)
+    if cfg.audio_context_s is not None:
+        W.set_audio_context(model, processor, cfg.audio_context_s)
+    if cfg.freeze_encoder:
+        W.freeze_encoder(model)
+    if cfg.freeze_feature_encoder:
+        W.freeze_feature_encoder(model)
+    model.config.use_cache = False  # no key/value cache while training
+    collator = W.WhisperCollator(processor, W.decoder_prefix(tokenizer), model.config.max_target_positions)
+
+    def compute_metrics(pred):
+        ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)
+        labels = np.where(pred.label_ids < 0, tokenizer.pad_token_id, pred.label_ids)
+        hyps = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        return {"wer": word_error_rate(refs, hyps)}
+
+    return _Setup(model, processor, collator, compute_metrics, seq2seq=True)
+
+
+def _setup_wav2vec2(cfg: FinetuneConfig, model_name: str, texts: list[str]) -> _Setup:
+    import numpy as np
+    import torch
+
+    from asr_analogy.speech.models import wav2vec2_conformer as C
+
+    if cfg.vocab is None:
+        has_own = (Path(model_name) / "vocab.json").is_file() or not Path(model_name).exists()
+        vocab = None if has_own else C.build_char_vocab(texts)
+    elif cfg.vocab == "manifest":
+        vocab = C.build_char_vocab(texts)
+    else:
+        vocab = C.read_vocab(cfg.vocab)
+    model, processor = C.load_wav2vec2_conformer(model_name, vocab)
+    if cfg.freeze_feature_encoder is not False:
+        model.freeze_feature_encoder()
+    if cfg.freeze_encoder:
+        model.freeze_base_model()
+    tokenizer = processor.tokenizer
+    collator = C.CTCCollator(processor)
+
+    def preprocess_logits(logits, labels):
+        return torch.argmax(logits, dim=-1)
+
+    def compute_metrics(pred):
+        ids = np.where(pred.predictions < 0, tokenizer.pad_token_id, pred.predictions)
+        labels = np.where(pred.label_ids < 0, tokenizer.pad_token_id, pred.label_ids)
+        hyps = tokenizer.batch_decode(ids)
+        refs = tokenizer.batch_decode(labels, group_tokens=False)
+        return {"wer": word_error_rate(refs, hyps)}
+
+    return _Setup(model, processor, collator, compute_metrics, preprocess_logits)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The run
+
+
+def _is_complete(output_dir: Path, cfg: FinetuneConfig) -> tuple[bool, int | None]:
+    """Whether ``output_dir`` already holds a run that reached ``cfg``'s steps (or epochs); and its step count."""
+    try:
+        state = json.loads((output_dir / "trainer_state.json").read_text())
+        steps, epoch = int(state["global_step"]), float(state.get("epoch") or 0.0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False, None
+    done = steps >= cfg.max_steps if cfg.max_steps is not None else epoch >= cfg.num_epochs - 1e-6
+    return done, steps
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a complete directory ``tmp`` to ``path``, replacing an old ``path`` only at the last moment."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
+    """Fine-tune the configured model; returns the final ``save_pretrained`` directory (``output_dir``).
+
+    ``config`` is a ``FinetuneConfig``, a dict of its keys, or a YAML path. Checks that need no model run
+    first (existing output, stale checkpoints, manifests with no usable audio) and fail with an
+    ``AsrAnalogyError`` before anything is written.
+    """
+    from accelerate import PartialState
+
+    from asr_analogy.speech.data import load_manifest_dataset
+
+    if isinstance(config, (str, os.PathLike)):
+        cfg = load_finetune_config(config)
+    elif isinstance(config, dict):
+        cfg = make_finetune_config(config)
+    else:
+        cfg = config
+    out_dir = Path(cfg.output_dir)
+    ckpt_dir = Path(cfg.checkpoints_path)
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if out_dir.exists() and not (cfg.resume or cfg.force):
+        raise OutputExistsError(f"{out_dir} already exists; pass --force to replace it or --resume to continue")
+    if out_dir.exists() and cfg.resume and not cfg.force:
+        complete, steps = _is_complete(out_dir, cfg)
+        if complete:
+            log.info("%s is complete (%s steps); nothing to do", out_dir, steps)
+            return out_dir
+        if last is None:
+            raise CheckpointError(
+                f"{out_dir} holds {steps} steps, fewer than asked, but {ckpt_dir} has no checkpoint to continue "
+                "from (set keep_checkpoints: true to extend finished runs)"
+            )
+    if last is not None and not cfg.resume and not cfg.force:
+        raise OutputExistsError(
+            f"{ckpt_dir} holds checkpoints of an earlier run ({Path(last).name}); pass --resume to continue "
+            "from it or --force to start over"
+        )
+
+    model_name = resolve_model(cfg.model)
+    family = detect_model_type(model_name) if cfg.model_type == "auto" else cfg.model_type
+
+    if family == "whisper":
+        from transformers import AutoConfig
+
+        window = AutoConfig.from_pretrained(model_name).max_source_positions / 50
+        if cfg.audio_context_s is not None:
+            if cfg.audio_context_s > window:
+                raise ConfigError(f"audio_context_s {cfg.audio_context_s} exceeds the window of {cfg.model} ({window:g} s)")
+            window = cfg.audio_context_s
+        max_s = min(cfg.max_duration_s or window, window)  # Whisper cuts audio beyond its window
+    else:
+        if cfg.audio_context_s is not None:
+            raise ConfigError("audio_context_s applies to Whisper only; remove it for a Wav2Vec2-Conformer model")
+        max_s = cfg.max_duration_s or 30.0
+    data_kw = dict(max_duration_s=max_s, min_duration_s=cfg.min_duration_s, silence_dbfs=cfg.silence_dbfs)
+    train_ds, train_report = load_manifest_dataset(cfg.train_manifest, **data_kw)
+    log.info("train: %s", train_report.summary())
+    dev_ds = dev_report = None
+    if cfg.dev_manifest is not None:
+        dev_ds, dev_report = load_manifest_dataset(cfg.dev_manifest, **data_kw)
+        log.info("dev: %s", dev_report.summary())
+
+    state = PartialState()
+    if cfg.force and not cfg.resume and state.is_main_process and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    state.wait_for_everyone()
+    resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
+
+    import transformers
+
+    transformers.set_seed(cfg.seed)
+    if family == "whisper":
+        setup = _setup_whisper(cfg, model_name)
+    else:
+        texts = list(train_ds["text"]) + (list(dev_ds["text"]) if dev_ds is not None else [])
+        setup = _setup_wav2vec2(cfg, model_name, texts)
+
+    trainer = _make_trainer(cfg, setup, train_ds, dev_ds, ckpt_dir)
+    if resume_from:
+        log.info("resuming from %s", resume_from)
+    trainer.train(resume_from_checkpoint=resume_from)
+
+    # Final directory: every rank takes part in save_model (sharded/ZeRO-3 models gather), rank 0 publishes.
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-final")
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if trainer.is_world_process_zero():
+        try:
+            setup.processor.save_pretrained(str(tmp))
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            trainer.state.save_to_json(str(tmp / "trainer_state.json"))
+            (tmp / "finetune_config.yaml").write_text(
+                yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), encoding="utf-8"
+            )
+            reports = {"train": train_report.to_dict(), "dev": dev_report.to_dict() if dev_report else None}
+            (tmp / "finetune_data.json").write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")
+            _publish(tmp, out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not cfg.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return out_dir
+
+
+def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir: Path):
+    import torch
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    if (cfg.fp16 or cfg.bf16) and not cuda:
+        log.warning("fp16/bf16 requested but no CUDA device is available; training in float32")
+    has_dev = dev_ds is not None
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+        num_train_epochs=cfg.num_epochs,
+        seed=cfg.seed,
+        fp16=cfg.fp16 and cuda,
+        bf16=cfg.bf16 and cuda,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_dev else "no",
+        eval_steps=(cfg.eval_steps or cfg.save_steps) if has_dev else None,
+        load_best_model_at_end=has_dev,
+        metric_for_best_model="wer" if has_dev else None,
+        greater_is_better=False if has_dev else None,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_pin_memory=cuda,
+        report_to=[],
+    )
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing.
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    ckpt_key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    kwargs[ckpt_key] = cfg.gradient_checkpointing
+    common = dict(
+        model=setup.model,
+        train_dataset=train_ds,
+        eval_dataset=dev_ds,
+        data_collator=setup.collator,
+        # The feature extractor, not the processor: given a tokenizer, Trainer rewrites the model's bos/eos/pad
+        # ids to the tokenizer's (Whisper's tokenizer calls <|endoftext|> its bos), and the fine-tune's config
+        # would then differ from its base. The full processor is saved with the final model.
+        processing_class=setup.processor.feature_extractor,
+        compute_metrics=setup.compute_metrics if has_dev else None,
+    )
+    if setup.seq2seq:
+        args = Seq2SeqTrainingArguments(
+            predict_with_generate=True,
+            generation_max_length=cfg.generation_max_length,
+            generation_num_beams=cfg.generation_num_beams,
+            **kwargs,
+        )
+        return Seq2SeqTrainer(args=args, **common)
+    args = TrainingArguments(**kwargs)
+    return Trainer(args=args, preprocess_logits_for_metrics=setup.preprocess_logits, **common)
