@@ -57,6 +57,62 @@ def import_ct2_cmd(paths, bundled, force):
     click.echo(str(out))
 
 
+def _finetune_overrides(sets: tuple[str, ...]) -> dict:
+    import yaml
+
+    values = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return values
+
+
+@main.command("finetune")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
+@click.option("--force", is_flag=True, help="Replace an existing output_dir and discard old checkpoints.")
+@click.option("--model", help="Override `model` (directory, hub id or bundled:tiny.en).")
+@click.option("--output-dir", help="Override `output_dir`.")
+@click.option("--max-steps", type=int, help="Override `max_steps`.")
+@click.option("--learning-rate", type=float, help="Override `learning_rate`.")
+@click.option("--batch-size", type=int, help="Override `batch_size`.")
+@click.option("--audio-context-s", type=int, help="Override `audio_context_s` (Whisper window, seconds).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+def finetune_cmd(config, resume, force, model, output_dir, max_steps, learning_rate, batch_size, audio_context_s, sets):
+    """Fine-tune Whisper or Wav2Vec2-Conformer as configured in CONFIG (YAML); prints the final model dir.
+
+    \b
+    asr-analogy finetune CONFIG.yaml [--resume] [--max-steps N] [--set key=value ...]
+    torchrun --nproc_per_node 4 -m asr_analogy finetune CONFIG.yaml     (several GPUs)
+    """
+    from asr_analogy.speech.train import finetune, load_finetune_config
+
+    overrides = _finetune_overrides(sets)
+    named = dict(model=model, output_dir=output_dir, max_steps=max_steps, learning_rate=learning_rate,
+                 batch_size=batch_size, audio_context_s=audio_context_s)
+    overrides.update({k: v for k, v in named.items() if v is not None})
+    if resume:
+        overrides["resume"] = True
+    if force:
+        overrides["force"] = True
+    out = finetune(load_finetune_config(config, overrides))
+    click.echo(str(out))
+
+
+@main.command("shorten-audio-context")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--seconds", type=int, required=True, help="New encoder window, whole seconds (Whisper: 1-30).")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+def shorten_audio_context_cmd(model_dir, out_dir, seconds, force):
+    """Copy a Whisper model with its audio window cut to SECONDS (the base for audio_context_s fine-tunes)."""
+    from asr_analogy.speech.models.whisper import shorten_audio_context
+
+    click.echo(str(shorten_audio_context(model_dir, out_dir, seconds, force=force)))
+
+
 # ---- data and TTS ----------------------------------------------------------------------------------------
 
 
