@@ -57,6 +57,51 @@ def import_ct2_cmd(paths, bundled, force):
     click.echo(str(out))
 
 
+@main.command("transcribe")
+@click.argument("model_dir")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.argument("out_jsonl", type=click.Path(dir_okay=False))
+@click.option("--batch-size", default=16, show_default=True, help="Clips per forward pass.")
+@click.option("--beams", default=1, show_default=True, help="Beam width (1 = greedy; Whisper only).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
+@click.option("--max-new-tokens", type=int, default=None, help="Cap on generated tokens per clip (Whisper).")
+@click.option("--force", is_flag=True, help="Replace OUT_JSONL if it exists.")
+def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, force):
+    """Transcribe MANIFEST with MODEL_DIR; write each record plus 'hypothesis' to OUT_JSONL."""
+    from pathlib import Path
+
+    from asr_analogy.errors import OutputExistsError
+    from asr_analogy.speech.transcribe import transcribe
+
+    if Path(out_jsonl).exists() and not force:
+        raise OutputExistsError(f"{out_jsonl} already exists; pass --force to replace it")
+    records = transcribe(model_dir, manifest, out_jsonl, batch_size=batch_size, num_beams=beams, device=device,
+                         max_new_tokens=max_new_tokens)
+    failed = sum(1 for r in records if r.get("error"))
+    note = f", {failed} unreadable (see their 'error' field)" if failed else ""
+    click.echo(f"{out_jsonl}: {len(records)} clips transcribed{note}")
+
+
+@main.command("evaluate")
+@click.argument("hyps", type=click.Path(dir_okay=False))
+@click.option("--normalizer", default="whisper_english", show_default=True,
+              type=click.Choice(["whisper_english", "basic", "lower_punct", "none"]),
+              help="Applied to references and hypotheses alike.")
+@click.option("--by", default="domain", show_default=True, help="Field to group on ('' for none).")
+@click.option("--out", "out_json", type=click.Path(dir_okay=False), default=None, help="Write the JSON summary here.")
+@click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples for the 95% interval.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--english-spelling", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Whisper normalizer.json (British->American spellings) for whisper_english.")
+def evaluate_cmd(hyps, normalizer, by, out_json, bootstrap, seed, english_spelling):
+    """Print WER and CER (percent) of HYPS.jsonl per group, with bootstrap 95% intervals."""
+    from asr_analogy.speech.metrics import evaluate, format_table
+
+    summary = evaluate(hyps, out_json, normalizer=normalizer, by=by or None, bootstrap=bootstrap, seed=seed,
+                       english_spelling=english_spelling)
+    click.echo(format_table(summary))
+
+
 def _finetune_overrides(sets: tuple[str, ...]) -> dict:
     import yaml
 

@@ -160,7 +160,8 @@ def test_untied_projection_is_kept(tiny_whisper_dir, tmp_path):
     model = WhisperForConditionalGeneration.from_pretrained(out)
     assert model.config.tie_word_embeddings is False
     torch.testing.assert_close(model.proj_out.weight.detach(), proj)
-    torch.testing.assert_close(model.model.decoder.embed_tokens.weight.detach(), sd["model.decoder.embed_tokens.weight"])
+    embeddings = model.model.decoder.embed_tokens.weight.detach()
+    torch.testing.assert_close(embeddings, sd["model.decoder.embed_tokens.weight"])
 
 
 def test_int8_weights_are_dequantized(tiny_whisper_dir, tmp_path):

@@ -168,7 +168,9 @@ def read_ct2_model(path: str | os.PathLike) -> Ct2Model:
         shape = [r.u32(f"the shape of '{name}'") for _ in range(rank)]
         dtype_id = r.u8(f"the dtype of '{name}'")
         if dtype_id not in DTYPES:
-            raise CheckpointError(f"{path}: variable '{name}' has unknown dtype id {dtype_id} (known: {sorted(DTYPES)})")
+            raise CheckpointError(
+                f"{path}: variable '{name}' has unknown dtype id {dtype_id} (known: {sorted(DTYPES)})"
+            )
         dtype = DTYPES[dtype_id]
         nbytes = r.u32(f"the byte count of '{name}'")
         numel = 1
