@@ -179,4 +179,101 @@ def prep_ivr_prompts(out_dir, from_dir, cache_dir, force):
     prepare(out_dir, from_dir=from_dir, cache_dir=cache_dir, force=force, echo=click.echo)
 
 
+def _prep_common(f):
+    """Options shared by the importers: fields to fill, resampling, overwrite."""
+    for opt in reversed([
+        click.option("--domain", help="Domain for utterances the input does not label."),
+        click.option("--split", help="Split (train/dev/test) for utterances the input does not label."),
+        click.option("--source", type=click.Choice(["real", "synthetic"]), default="real", show_default=True),
+        click.option("--speaker", help="Speaker for utterances the input does not label."),
+        click.option("--resample", is_flag=True, help="Write 16 kHz mono wavs under OUT_DIR/audio."),
+        click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@prep.command("csv")
+@click.argument("table", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--path-column", help="Audio path column: a header name or a 0-based number.")
+@click.option("--text-column", help="Transcript column: a header name or a 0-based number.")
+@click.option("--delimiter", help="Field delimiter (default: tab for .tsv, else sniffed).")
+@click.option("--header/--no-header", default=None, help="Whether the first row names the columns (default: detect).")
+@click.option("--audio-root", type=click.Path(file_okay=False), help="Base of relative audio paths (default: the table's folder).")
+@_prep_common
+def prep_csv(table, out_dir, path_column, text_column, delimiter, header, audio_root, **kw):
+    """A CSV/TSV table of audio paths and transcripts."""
+    from data_prep.tabular import prepare
+
+    prepare(table, out_dir, path_column=path_column, text_column=text_column, delimiter=delimiter, header=header,
+            audio_root=audio_root, echo=click.echo, **kw)
+
+
+@prep.command("audiofolder")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--text-column", help="Transcript column of metadata.csv/jsonl (default: transcription, text, ...).")
+@_prep_common
+def prep_audiofolder(folder, out_dir, text_column, **kw):
+    """A folder of audio files with metadata.csv or metadata.jsonl (file_name + transcription/text)."""
+    from data_prep.audiofolder import prepare
+
+    prepare(folder, out_dir, text_column=text_column, echo=click.echo, **kw)
+
+
+@prep.command("hf-dataset")
+@click.argument("dataset")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--config", "config_name", help="Dataset configuration (hub ids only).")
+@click.option("--revision", help="Dataset revision (hub ids only).")
+@click.option("--split", "splits", multiple=True, help="Dataset split to import (repeatable; default all).")
+@click.option("--audio-column", default="audio", show_default=True)
+@click.option("--text-column", help="Transcript column (default: text, sentence, transcription, ...).")
+@click.option("--id-column", help="Column naming utterances (default: <split>/<row>).")
+@click.option("--domain", help="Domain for utterances the dataset does not label.")
+@click.option("--source", type=click.Choice(["real", "synthetic"]), default="real", show_default=True)
+@click.option("--speaker", help="Speaker for utterances the dataset does not label.")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+def prep_hf_dataset(dataset, out_dir, config_name, revision, splits, audio_column, text_column, id_column, domain,
+                    source, speaker, force):
+    """A Hugging Face dataset: a save_to_disk directory, or a hub id when the hub is reachable."""
+    from data_prep.hf_dataset import prepare
+
+    prepare(dataset, out_dir, config=config_name, revision=revision, splits=list(splits) or None,
+            audio_column=audio_column, text_column=text_column, id_column=id_column, domain=domain, source=source,
+            speaker=speaker, force=force, echo=click.echo)
+
+
+@prep.command("nemo")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--supervisions", type=click.Path(exists=True, dir_okay=False),
+              help="Lhotse supervisions manifest, when MANIFEST holds Lhotse recordings.")
+@click.option("--audio-root", type=click.Path(file_okay=False), help="Base of relative audio paths.")
+@_prep_common
+def prep_nemo(manifest, out_dir, supervisions, audio_root, **kw):
+    """A NeMo manifest or Lhotse cuts / recordings+supervisions (JSONL, optionally .gz)."""
+    from data_prep.nemo_jsonl import prepare
+
+    prepare(manifest, out_dir, supervisions=supervisions, audio_root=audio_root, echo=click.echo, **kw)
+
+
+@prep.command("slurp")
+@click.argument("slurp_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--subset", "subsets", multiple=True,
+              type=click.Choice(["train", "devel", "test", "train_synthetic"]), help="Repeatable; default all.")
+@click.option("--audio-dir", type=click.Path(file_okay=False), help="Folder holding slurp_real/ and slurp_synth/.")
+@click.option("--headset-only", is_flag=True, help="Keep only close-talk recordings of the real subsets.")
+@click.option("--resample", is_flag=True, help="Write 16 kHz mono wavs under OUT_DIR/audio.")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+def prep_slurp(slurp_dir, out_dir, subsets, audio_dir, headset_only, resample, force):
+    """SLURP from a local copy of the release: its 18 scenarios as domains."""
+    from data_prep.slurp import SUBSETS, prepare
+
+    prepare(slurp_dir, out_dir, subsets=list(subsets) or SUBSETS, audio_dir=audio_dir, headset_only=headset_only,
+            resample=resample, force=force, echo=click.echo)
+
+
 # ---- syn2real ----------------------------------------------------------------------------------------------

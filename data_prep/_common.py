@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from asr_analogy.errors import AudioError, ManifestError, OutputExistsError
-from asr_analogy.io.atomic import atomic_file
+from asr_analogy.io.atomic import atomic_dir, atomic_file
 from asr_analogy.io.audio import TARGET_SR, load_audio, resample, write_wav
 from asr_analogy.io.manifest import write_manifest
 
@@ -403,3 +403,136 @@ def report(summary: dict, skips: SkipReport, out_dir: Path, echo: Callable[[str]
     echo(format_summary(summary))
     echo(skips.summary())
     echo(f"wrote {out_dir / 'manifest.jsonl'}")
+
+
+# ---- generic importer ----------------------------------------------------------------------------------------
+
+CARRY_FIELDS = ("domain", "split", "speaker", "source", "voice")
+"""Manifest fields an importer takes over from its input when present."""
+
+
+@dataclass
+class Entry:
+    """One utterance found in an input corpus, before its audio is checked.
+
+    ``audio``: a file on disk; or ``audio_bytes``: an in-memory audio file (wav, flac, ...). ``offset`` and
+    ``duration`` (seconds) select a segment of ``audio``; ``duration=None`` means to the end. ``fields`` are
+    copied into the manifest record (domain, split, speaker, source, voice, and any extra keys).
+    """
+
+    id: str
+    text: str | None
+    audio: Path | None = None
+    audio_bytes: bytes | None = None
+    offset: float = 0.0
+    duration: float | None = None
+    fields: dict = field(default_factory=dict)
+
+
+def write_corpus(
+    entries: Iterable[Entry],
+    out_dir: str | os.PathLike,
+    *,
+    corpus: str,
+    options: dict,
+    force: bool = False,
+    resample: bool = False,
+    skips: SkipReport | None = None,
+    echo: Callable[[str], None] | None = print,
+    total: int | None = None,
+) -> Path:
+    """Check every entry and write the corpus output (see the module docstring); returns the manifest path.
+
+    Entries with empty text (no letter or digit), missing or unreadable audio, a repeated id or a ``source``
+    other than real/synthetic go to the skip report. Whole audio files are referenced where they are
+    (absolute paths; duration from the header) unless ``resample``; segments, in-memory audio and, with
+    ``resample``, every file are written as 16 kHz mono wav under ``audio/``. Raises ``CorpusError`` when no
+    entry is usable; nothing is written then.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    existing = check_existing(out_dir, corpus, options, force)
+    if existing is not None:
+        if echo:
+            echo(f"{out_dir} is already prepared ({corpus}); pass --force to rebuild it")
+        return existing
+    skips = skips if skips is not None else SkipReport()
+    seen_ids: set[str] = set()
+    used_names: set[str] = set()
+    with atomic_dir(out_dir, force=force) as tmp:
+        records = []
+        for entry in tqdm(entries, desc=f"{corpus}", unit="utt", total=total, disable=echo is None):
+            rec = _check_entry(entry, tmp, skips, seen_ids, used_names, resample)
+            if rec is not None:
+                records.append(rec)
+        summary = finish_output(tmp, records, skips, corpus=corpus, options=options)
+    report(summary, skips, out_dir, echo)
+    return out_dir / "manifest.jsonl"
+
+
+def _check_entry(entry: Entry, tmp: Path, skips: SkipReport, seen_ids: set, used_names: set, resample: bool):
+    text = "" if entry.text is None else " ".join(str(entry.text).split())
+    if not re.search(r"[^\W_]", text):
+        skips.add(entry.id, "empty_text", f"text {entry.text!r} holds no word")
+        return None
+    if entry.id in seen_ids:
+        skips.add(entry.id, "duplicate_id", "an earlier entry has the same id")
+        return None
+    fields = {k: v for k, v in entry.fields.items() if v is not None and v != ""}
+    if fields.get("source") not in (None, "real", "synthetic"):
+        skips.add(entry.id, "invalid_source", f"source must be real or synthetic, got {fields['source']!r}")
+        return None
+    if "split" in fields:
+        fields["split"] = normalize_split(fields["split"])
+    try:
+        if entry.audio_bytes is not None:
+            audio = decode_audio_bytes(entry.audio_bytes, entry.id)
+            dst = _audio_dest(tmp, entry.id, used_names)
+            write_wav(dst, audio, TARGET_SR)
+            path, duration = dst, len(audio) / TARGET_SR
+        elif entry.audio is None:
+            skips.add(entry.id, "missing_audio", "no audio given")
+            return None
+        else:
+            src = Path(entry.audio)
+            if not src.is_file():
+                skips.add(entry.id, "missing_audio", f"{src} does not exist")
+                return None
+            file_seconds = probe_audio(src)
+            whole = entry.offset <= 0 and (entry.duration is None or abs(entry.duration - file_seconds) <= 0.02)
+            if whole and not resample:
+                path, duration = src.resolve(), file_seconds
+            else:
+                dst = _audio_dest(tmp, entry.id, used_names)
+                seg = None if whole else entry.duration
+                duration = convert_audio(src, dst, offset=0.0 if whole else entry.offset, duration=seg)
+                path = dst
+    except AudioError as exc:
+        skips.add(entry.id, "unreadable_audio", str(exc))
+        return None
+    seen_ids.add(entry.id)
+    return {"audio_filepath": str(path), "text": text, "duration": round(duration, 4), **fields, "id": entry.id}
+
+
+def _audio_dest(tmp: Path, utt_id: str, used: set) -> Path:
+    name = safe_name(utt_id)
+    candidate, k = name, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{name}-{k}"
+    used.add(candidate)
+    return tmp / "audio" / f"{candidate}.wav"
+
+
+def resolve_audio_path(raw: str, base: Path, extensions: Sequence[str] = (".wav", ".flac")) -> Path:
+    """``raw`` as a path: absolute as it is, else relative to ``base``; a name without suffix that does not
+    exist is tried with each of ``extensions`` (LJSpeech-style ids)."""
+    path = Path(os.path.expanduser(raw.strip()))
+    if not path.is_absolute():
+        path = base / path
+    if not path.exists() and not path.suffix:
+        for ext in extensions:
+            if path.with_suffix(ext).exists():
+                return path.with_suffix(ext)
+    return path

@@ -1,0 +1,123 @@
+"""An "audiofolder" (the Hugging Face layout): audio files plus ``metadata.csv`` or ``metadata.jsonl``.
+
+The metadata names each file in a ``file_name`` column (relative to the metadata's folder) and its transcript
+in ``transcription``, ``text``, ``sentence`` or ``transcript`` (or ``text_column``). The metadata sits in the
+folder itself, or in split subfolders (``train/``, ``validation/`` or ``dev/``, ``test/``), each with its own
+metadata; the subfolder names the split. Columns ``domain``, ``split``, ``speaker``, ``source`` and ``voice`` are
+carried over when present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, SkipReport, normalize_split, resolve_audio_path
+from data_prep._common import write_corpus
+from data_prep.tabular import read_table
+
+CORPUS = "audiofolder"
+TEXT_COLUMNS = ("transcription", "text", "sentence", "transcript")
+METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
+
+
+def _metadata_rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        rows = []
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise CorpusError(f"{path}:{lineno}: expected a JSON object")
+            rows.append(row)
+        if not rows:
+            raise CorpusError(f"{path} holds no rows")
+        return rows
+    table, _ = read_table(path, delimiter=",")
+    header = table[0]
+    return [dict(zip(header, row)) for row in table[1:]]
+
+
+def find_metadata(folder: Path) -> list[tuple[Path, str | None]]:
+    """[(metadata file, split or None)]: the folder's own metadata, else one per split subfolder."""
+    for name in METADATA_NAMES:
+        if (folder / name).is_file():
+            return [(folder / name, None)]
+    found = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for name in METADATA_NAMES:
+            if (sub / name).is_file():
+                found.append((sub / name, normalize_split(sub.name)))
+                break
+    if not found:
+        raise CorpusError(
+            f"no metadata.csv or metadata.jsonl in {folder} or in its split subfolders (train/, validation/, test/)"
+        )
+    return found
+
+
+def folder_entries(folder: Path, *, text_column: str | None, defaults: dict, skips: SkipReport) -> list[Entry]:
+    entries = []
+    for meta, split in find_metadata(folder):
+        rows = _metadata_rows(meta)
+        columns = list(rows[0].keys())
+        if "file_name" not in columns:
+            raise CorpusError(f"{meta}: no 'file_name' column; the columns are {columns}")
+        if text_column is not None:
+            if text_column not in columns:
+                raise CorpusError(f"{meta}: no text column {text_column!r}; the columns are {columns}")
+            text_col = text_column
+        else:
+            text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
+            if text_col is None:
+                raise CorpusError(f"{meta}: no text column (looked for {', '.join(TEXT_COLUMNS)}); the columns are {columns}")
+        for k, row in enumerate(rows):
+            name = str(row.get("file_name") or "").strip()
+            if not name:
+                skips.add(f"{meta.name}:{k + 1}", "missing_audio", "empty file_name")
+                continue
+            fields = dict(defaults)
+            if split is not None:
+                fields["split"] = split
+            fields.update({c: row[c] for c in CARRY_FIELDS if row.get(c) not in (None, "")})
+            rel = meta.parent.relative_to(folder) / name
+            entries.append(Entry(id=rel.as_posix(), text=row.get(text_col), audio=resolve_audio_path(name, meta.parent),
+                                 fields=fields))
+    return entries
+
+
+def prepare(
+    folder: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    text_column: str | None = None,
+    domain: str | None = None,
+    split: str | None = None,
+    source: str = "real",
+    speaker: str | None = None,
+    resample: bool = False,
+    force: bool = False,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """Import an audiofolder into ``out_dir``; returns ``out_dir/manifest.jsonl``.
+
+    ``domain``, ``split``, ``source``, ``speaker`` fill fields not given by the metadata (a split subfolder
+    overrides ``split``). ``resample`` writes 16 kHz mono wavs under ``out_dir/audio``; otherwise the manifest
+    points to the original files. Bad rows are skipped into ``skipped.jsonl``; a missing metadata file or
+    column, or no usable row, is an error and writes nothing.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CorpusError(f"audiofolder {folder} is not a directory")
+    skips = SkipReport()
+    defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}
+    entries = folder_entries(folder, text_column=text_column, defaults=defaults, skips=skips)
+    options = {"folder": str(folder.resolve()), "text_column": text_column, **defaults, "resample": resample}
+    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=resample,
+                        skips=skips, echo=echo, total=len(entries))

@@ -1,0 +1,163 @@
+"""CSV / TSV tables of (audio path, transcript) rows, with or without a header row.
+
+Columns are found by name in a header row (``path_column`` / ``text_column``, else the first known name of
+``PATH_COLUMNS`` / ``TEXT_COLUMNS``), or by 0-based number; without a header the path is column 0 and the text
+column 1 (LJSpeech's ``metadata.csv``: ``LJ001-0001|text|normalized text``, ids without suffix, works with
+``audio_root=wavs``). Optional header columns ``domain``, ``split``, ``speaker``, ``source``, ``voice`` and ``id``
+are carried into the manifest. Relative audio paths are resolved against ``audio_root`` (default: the
+table's folder).
+
+The header is detected when the first row contains one of the requested or known column names. The delimiter
+is a tab for ``.tsv``/``.tab`` files and otherwise sniffed among ``, \\t | ;`` (comma when unsure).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Callable
+
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path, write_corpus
+
+CORPUS = "csv"
+PATH_COLUMNS = ("audio_filepath", "audio_path", "path", "audio", "file_name", "filename", "file", "wav", "wav_path")
+TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "utterance")
+_DELIMITERS = ",\t|;"
+
+
+def sniff_delimiter(path: Path, sample: str) -> str:
+    """Tab for .tsv/.tab; otherwise the delimiter csv.Sniffer finds among ``, \\t | ;`` (comma when unsure)."""
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: str | os.PathLike, *, delimiter: str | None = None) -> tuple[list[list[str]], str]:
+    """All rows of a CSV/TSV file as lists of stripped strings (blank rows dropped), and the delimiter used.
+
+    Raises ``CorpusError`` naming the file when it is missing, not text, or holds no row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"table {path} does not exist")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"table {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    delim = delimiter or sniff_delimiter(path, content[:8192])
+    quoting = csv.QUOTE_NONE if delim == "|" else csv.QUOTE_MINIMAL  # LJSpeech text holds bare quotes
+    rows = [[c.strip() for c in row] for row in csv.reader(content.splitlines(), delimiter=delim, quoting=quoting)]
+    rows = [r for r in rows if any(r)]
+    if not rows:
+        raise CorpusError(f"table {path} holds no rows")
+    return rows, delim
+
+
+def _column_index(spec: str | int | None, header: list[str] | None, known: tuple[str, ...], default: int,
+                  what: str, path: Path) -> int:
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit()):
+        return int(spec)
+    if header is None:
+        if spec is not None:
+            raise CorpusError(
+                f"{path} has no header row, so the {what} column {spec!r} cannot be found by name; give its "
+                f"0-based number or add a header"
+            )
+        return default
+    lowered = [h.lower() for h in header]
+    if spec is not None:
+        if spec.lower() not in lowered:
+            raise CorpusError(f"{path}: no {what} column {spec!r}; the header has {header}")
+        return lowered.index(spec.lower())
+    for name in known:
+        if name in lowered:
+            return lowered.index(name)
+    raise CorpusError(f"{path}: no {what} column (looked for {', '.join(known)}); the header has {header}")
+
+
+def detect_header(first_row: list[str], *names: str | int | None) -> bool:
+    """True when ``first_row`` holds one of the requested column ``names`` or a known column name."""
+    cells = {c.lower() for c in first_row}
+    wanted = {str(n).lower() for n in names if isinstance(n, str) and not n.strip().isdigit()}
+    return bool(cells & wanted) or bool(cells & set(PATH_COLUMNS + TEXT_COLUMNS))
+
+
+def table_entries(
+    path: str | os.PathLike,
+    *,
+    path_column: str | int | None = None,
+    text_column: str | int | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    audio_root: str | os.PathLike | None = None,
+    defaults: dict | None = None,
+    skips=None,
+) -> list[Entry]:
+    """Rows of a table as ``Entry`` objects (see the module docstring). Rows too short for the path or text
+    column are recorded in ``skips`` as ``malformed_row``."""
+    path = Path(path)
+    rows, _ = read_table(path, delimiter=delimiter)
+    has_header = detect_header(rows[0], path_column, text_column) if header is None else header
+    head = rows[0] if has_header else None
+    body = rows[1:] if has_header else rows
+    p_idx = _column_index(path_column, head, PATH_COLUMNS, 0, "audio path", path)
+    t_idx = _column_index(text_column, head, TEXT_COLUMNS, 1, "text", path)
+    lowered = [h.lower() for h in head] if head else []
+    carry = {name: lowered.index(name) for name in (*CARRY_FIELDS, "id") if name in lowered}
+    base = Path(audio_root) if audio_root is not None else path.parent
+    entries = []
+    first_line = 2 if has_header else 1
+    for k, row in enumerate(body):
+        line = first_line + k
+        if max(p_idx, t_idx) >= len(row):
+            if skips is not None:
+                skips.add(f"{path.name}:{line}", "malformed_row", f"{len(row)} columns, need {max(p_idx, t_idx) + 1}")
+            continue
+        fields = dict(defaults or {})
+        fields.update({name: row[i] for name, i in carry.items() if i < len(row) and row[i] and name != "id"})
+        utt_id = row[carry["id"]] if "id" in carry and carry["id"] < len(row) and row[carry["id"]] else row[p_idx]
+        audio = resolve_audio_path(row[p_idx], base) if row[p_idx] else None
+        entries.append(Entry(id=utt_id or f"{path.name}:{line}", text=row[t_idx], audio=audio, fields=fields))
+    return entries
+
+
+def prepare(
+    table: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    path_column: str | int | None = None,
+    text_column: str | int | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    audio_root: str | os.PathLike | None = None,
+    domain: str | None = None,
+    split: str | None = None,
+    source: str = "real",
+    speaker: str | None = None,
+    resample: bool = False,
+    force: bool = False,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """Import a CSV/TSV table of audio paths and transcripts into ``out_dir``; returns ``out_dir/manifest.jsonl``.
+
+    ``domain``, ``split``, ``source`` and ``speaker`` fill fields that the table's own columns do not give.
+    ``resample`` writes every file as 16 kHz mono wav under ``out_dir/audio``; otherwise the manifest points to
+    the original files (absolute paths). Missing/unreadable audio, empty text and short rows are skipped and
+    listed in ``skipped.jsonl``; a missing column, or no usable row, is an error and writes nothing.
+    """
+    from data_prep._common import SkipReport
+
+    table = Path(table)
+    skips = SkipReport()
+    defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}
+    entries = table_entries(table, path_column=path_column, text_column=text_column, delimiter=delimiter,
+                            header=header, audio_root=audio_root, defaults=defaults, skips=skips)
+    options = {"table": str(table.resolve()), "path_column": path_column, "text_column": text_column,
+               "delimiter": delimiter, "header": header, "audio_root": str(audio_root) if audio_root else None,
+               **defaults, "resample": resample}
+    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=resample,
+                        skips=skips, echo=echo, total=len(entries))
