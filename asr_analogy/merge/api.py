@@ -1,0 +1,104 @@
+"""Public merge functions: ``merge`` (a YAML/dict config) and ``analogy_merge`` (theta_C + lambda * combine of
+pair vectors theta_B - theta_A)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from asr_analogy.errors import ConfigError
+from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config
+from asr_analogy.merge.engine import run_merge
+
+
+def merge(
+    config_or_path: str | os.PathLike | MergeConfig | dict[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    shard_size: int | str | None = "5GB",
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype | None = None,
+    out_dtype: str | torch.dtype | None = None,
+    progress: bool = True,
+    chunk_elements: int | None = None,
+) -> Path:
+    """Merge checkpoints as described by a config (YAML path, mapping or ``MergeConfig``) into ``out_dir``.
+
+    Streams tensor by tensor (peak memory O(models x chunk)), writes shards of at most ``shard_size``
+    atomically, copies config/tokenizer files from the base (or ``copy_files_from``) and records the config
+    as ``merge_config.yaml``. ``device``: "cpu", "cuda", "cuda:N" or "auto". ``dtype`` (overrides the config's
+    ``dtype``): inputs are converted to it and merged in it, and it is the output dtype unless ``out_dtype``.
+    Refuses an existing ``out_dir`` unless ``force``. Returns ``out_dir``.
+    """
+    if isinstance(config_or_path, MergeConfig):
+        cfg, source = config_or_path, "<config>"
+    elif isinstance(config_or_path, dict):
+        cfg, source = parse_merge_config(config_or_path), "<config>"
+    else:
+        cfg, source = load_merge_config(config_or_path), str(config_or_path)
+    return run_merge(
+        cfg,
+        out_dir,
+        force=force,
+        shard_size=shard_size,
+        device=device,
+        dtype=dtype,
+        out_dtype=out_dtype,
+        progress=progress,
+        chunk_elements=chunk_elements,
+        source=source,
+    )
+
+
+def analogy_merge(
+    c: str | os.PathLike,
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    lam: float,
+    out_dir: str | os.PathLike,
+    *,
+    method: str = "task_arithmetic",
+    density: float | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    force: bool = False,
+    weights: Sequence[float] | None = None,
+    seed: int = 0,
+    dtype: str | torch.dtype | None = None,
+    out_dtype: str | torch.dtype | None = None,
+    shard_size: int | str | None = "5GB",
+    device: str | torch.device | None = "cpu",
+    progress: bool = True,
+) -> Path:
+    """theta_D = theta_C + lam * combine_i(theta_Bi - theta_Ai), streamed to ``out_dir``.
+
+    ``pairs`` = [(A_i, B_i), ...] (e.g. A = source-domain synthetic fine-tune, B = source-domain real
+    fine-tune, C = target-domain synthetic fine-tune, all from one base). ``combine`` is the mean of the pair
+    vectors for ``task_arithmetic`` (weights, default 1 each, normalized), or the named kernel preset over
+    them (``ties``, ``dare_linear``, ``dare_ties``, ``magnitude_prune``, ``breadcrumbs``, ...) with
+    ``density``. ``include``/``exclude`` regexes restrict which tensors change; the rest is copied from C.
+    """
+    if not pairs:
+        raise ConfigError("analogy_merge needs at least one (a, b) pair")
+    weights = list(weights) if weights is not None else [1.0] * len(pairs)
+    if len(weights) != len(pairs):
+        raise ConfigError(f"analogy_merge: {len(weights)} weights for {len(pairs)} pairs")
+    spec: dict[str, Any] = {
+        "c": str(c),
+        "pairs": [{"a": str(a), "b": str(b), "weight": w} for (a, b), w in zip(pairs, weights)],
+        "lambda": lam,
+        "method": method,
+    }
+    if density is not None:
+        spec["density"] = density
+    data: dict[str, Any] = {"analogy": spec, "seed": seed}
+    if include:
+        data["include"] = list(include)
+    if exclude:
+        data["exclude"] = list(exclude)
+    return merge(
+        data, out_dir, force=force, shard_size=shard_size, device=device, dtype=dtype, out_dtype=out_dtype, progress=progress
+    )

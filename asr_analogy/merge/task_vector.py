@@ -1,0 +1,271 @@
+"""Task vectors on disk and in memory.
+
+On disk a task vector is a safetensors checkpoint (one ``.safetensors`` file, or a directory of shards)
+holding tau = theta_finetuned - theta_base for every floating-point tensor, with this ``__metadata__``:
+
+| key                   | meaning                                                              |
+|-----------------------|----------------------------------------------------------------------|
+| asr_analogy_kind      | ``task_vector``                                                      |
+| method                | ``finetuned - base`` (or how the vector was built, e.g. ``a + b``)   |
+| base_fingerprint      | ``CheckpointReader.fingerprint()`` of the base it was computed from  |
+| finetuned_fingerprint | fingerprint of the fine-tuned model (empty when not from a model)    |
+| tensor_count          | number of tensors in the vector                                      |
+
+``apply_vector`` refuses a base whose fingerprint differs unless ``allow_other_base`` is set (the analogy
+theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A to model C).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+
+from asr_analogy.errors import CheckpointError, MergeError
+from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, save_checkpoint
+from asr_analogy.merge.engine import (
+    Input,
+    Streamer,
+    check_compatible,
+    parse_dtype,
+    refuse_existing,
+    resolve_device,
+    stream_to_checkpoint,
+)
+from asr_analogy.ops import vectors as vec_ops
+
+KIND = "task_vector"
+
+
+def _vector_dtype(stored: torch.dtype, explicit: torch.dtype | None) -> torch.dtype:
+    """Explicit dtype, else float32 for half-precision models (their differences are exact in float32)."""
+    if explicit is not None:
+        return explicit
+    return stored if stored.itemsize >= 4 else torch.float32
+
+
+def vector(
+    finetuned: str | os.PathLike,
+    base: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    force: bool = False,
+    dtype: str | torch.dtype | None = None,
+    shard_size: int | str | None = "5GB",
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Save tau = finetuned - base (floating tensors only) to ``out`` (``.safetensors`` file or directory),
+    streamed chunk by chunk, with the metadata in the module docstring. Returns ``out``."""
+    refuse_existing(out, force)
+    explicit = parse_dtype(dtype)
+    streamer = Streamer(resolve_device(device))
+    with ExitStack() as stack:
+        ft = Input(str(finetuned), Path(finetuned), stack.enter_context(CheckpointReader(finetuned)))
+        bs = Input(str(base), Path(base), stack.enter_context(CheckpointReader(base)))
+        check_compatible(bs, [ft], allow_dtype_mismatch=explicit is not None)
+        names = [n for n in bs.reader.names() if bs.reader.dtype(n).is_floating_point]
+        specs = [TensorSpec(n, _vector_dtype(bs.reader.dtype(n), explicit), bs.reader.shape(n)) for n in names]
+        out_dtypes = {s.name: s.dtype for s in specs}
+
+        def produce(name: str) -> Iterator[torch.Tensor]:
+            work = torch.promote_types(out_dtypes[name], torch.float32)
+            for a, b in streamer.ranges(bs.reader.flat(name).numel()):
+                d = streamer.load(ft, name, a, b, work) - streamer.load(bs, name, a, b, work)
+                yield d.to(out_dtypes[name]).cpu()
+                streamer.release([ft, bs], name, a, b)
+
+        metadata = {
+            "asr_analogy_kind": KIND,
+            "method": "finetuned - base",
+            "base_fingerprint": bs.reader.fingerprint(),
+            "finetuned_fingerprint": ft.reader.fingerprint(),
+            "tensor_count": str(len(specs)),
+        }
+        return stream_to_checkpoint(out, specs, produce, force=force, shard_size=shard_size, metadata=metadata, progress=progress, desc="vector")
+
+
+def read_vector_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a saved task vector; ``CheckpointError`` when ``path`` is not one."""
+    with CheckpointReader(path) as reader:
+        meta = reader.metadata()
+    if meta.get("asr_analogy_kind") != KIND:
+        raise CheckpointError(f"{path}: not a task vector (no asr_analogy_kind=task_vector in its metadata)")
+    return meta
+
+
+def apply_vector(
+    base: str | os.PathLike,
+    vector_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    scale: float = 1.0,
+    force: bool = False,
+    allow_other_base: bool = False,
+    out_dtype: str | torch.dtype | None = None,
+    shard_size: int | str | None = "5GB",
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """theta = base + scale * tau, streamed to ``out`` (a checkpoint directory with base's config files).
+
+    Raises ``MergeError`` when the vector was computed against a different base (fingerprint) unless
+    ``allow_other_base``, when a vector tensor is missing from the base or has another shape, or on NaN/Inf.
+    Tensors the vector lacks are copied from the base. Arithmetic in float32 (float64 for float64).
+    """
+    refuse_existing(out, force)
+    meta = read_vector_metadata(vector_path)
+    odtype = parse_dtype(out_dtype, "out_dtype")
+    streamer = Streamer(resolve_device(device))
+    with ExitStack() as stack:
+        bs = Input(str(base), Path(base), stack.enter_context(CheckpointReader(base)))
+        tv = Input(str(vector_path), Path(vector_path), stack.enter_context(CheckpointReader(vector_path)))
+        expected = meta.get("base_fingerprint", "")
+        if not allow_other_base and expected and expected != bs.reader.fingerprint():
+            raise MergeError(
+                f"vector {vector_path} was computed against a base with fingerprint {expected}, but {base} has "
+                f"{bs.reader.fingerprint()}; pass --allow-other-base to apply it to a different model anyway"
+            )
+        for name in tv.reader.names():
+            if name not in bs.reader:
+                raise MergeError(f"vector {vector_path}: tensor {name!r} does not exist in base {base}")
+            if tv.reader.shape(name) != bs.reader.shape(name):
+                raise MergeError(
+                    f"tensor {name!r}: shape {list(tv.reader.shape(name))} in vector {vector_path} but "
+                    f"{list(bs.reader.shape(name))} in base {base}"
+                )
+        names = bs.reader.names()
+
+        def dt(name):
+            stored = bs.reader.dtype(name)
+            return (odtype or stored) if stored.is_floating_point else stored
+
+        specs = [TensorSpec(n, dt(n), bs.reader.shape(n)) for n in names]
+
+        def produce(name: str) -> Iterator[torch.Tensor]:
+            n = bs.reader.flat(name).numel()
+            apply_here = name in tv.reader and bs.reader.dtype(name).is_floating_point
+            work = torch.promote_types(bs.reader.dtype(name), torch.float32) if apply_here else None
+            if apply_here:
+                work = torch.promote_types(work, tv.reader.dtype(name))
+            for a, b in streamer.ranges(n):
+                if apply_here:
+                    x = streamer.load(bs, name, a, b, work) + scale * streamer.load(tv, name, a, b, work)
+                    yield x.to(dt(name)).cpu()
+                    streamer.release([bs, tv], name, a, b)
+                else:
+                    chunk = bs.reader.flat(name)[a:b]
+                    yield chunk.to(dt(name))
+                    bs.reader.release(name, a, b)
+
+        return stream_to_checkpoint(
+            out, specs, produce, force=force, shard_size=shard_size, copy_files_from=bs.path, progress=progress, desc="apply"
+        )
+
+
+def _as_state(obj) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A state dict and its fingerprint (None for in-memory dicts)."""
+    if isinstance(obj, Mapping):
+        return dict(obj), None
+    with CheckpointReader(obj) as reader:
+        return {n: reader.get(n).clone() for n in reader.names()}, reader.fingerprint()
+
+
+class TaskVector:
+    """An in-memory task vector tau = theta_ft - theta_base for interactive use (Ilharco et al. 2023).
+
+    ``tv = TaskVector.from_models(ft_dir, base_dir)``; ``tv_a + tv_b``, ``tv_a - tv_b``, ``0.5 * tv``,
+    ``-tv``; ``tv.apply_to(base_dir_or_state_dict, scale)`` returns a state dict; ``tv.save(path)`` /
+    ``TaskVector.load(path)`` use the on-disk format of this module. Holds the whole vector in memory: use
+    ``vector`` / ``apply_vector`` (or ``merge``) to stream large models.
+    """
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], base_fingerprint: str | None = None, method: str = "finetuned - base"):
+        self.tensors = dict(tensors)
+        self.base_fingerprint = base_fingerprint
+        self.method = method
+
+    @classmethod
+    def from_models(cls, finetuned, base) -> "TaskVector":
+        """finetuned, base: checkpoint paths or state dicts with the same names and shapes."""
+        ft, _ = _as_state(finetuned)
+        bs, fp = _as_state(base)
+        return cls(vec_ops.task_vector(ft, bs), fp)
+
+    def _combine(self, other: "TaskVector", sign: float, op: str) -> "TaskVector":
+        if not isinstance(other, TaskVector):
+            return NotImplemented
+        if self.base_fingerprint and other.base_fingerprint and self.base_fingerprint != other.base_fingerprint:
+            raise MergeError(
+                f"task vectors come from different bases ({self.base_fingerprint} vs {other.base_fingerprint})"
+            )
+        summed = vec_ops.add(self.tensors, vec_ops.scale(other.tensors, sign))
+        return TaskVector(summed, self.base_fingerprint or other.base_fingerprint, f"({self.method}) {op} ({other.method})")
+
+    def __add__(self, other: "TaskVector") -> "TaskVector":
+        return self._combine(other, 1.0, "+")
+
+    def __sub__(self, other: "TaskVector") -> "TaskVector":
+        return self._combine(other, -1.0, "-")
+
+    def __mul__(self, factor: float) -> "TaskVector":
+        if not isinstance(factor, (int, float)):
+            return NotImplemented
+        return TaskVector(vec_ops.scale(self.tensors, float(factor)), self.base_fingerprint, f"{factor} * ({self.method})")
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "TaskVector":
+        return self * -1.0
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+    def apply_to(self, base, scale: float = 1.0, *, check_base: bool = True) -> dict[str, torch.Tensor]:
+        """base + scale * tau as a state dict. ``base``: checkpoint path or state dict. With ``check_base``,
+        a path whose fingerprint differs from the vector's base raises ``MergeError``."""
+        state, fp = _as_state(base)
+        if check_base and fp and self.base_fingerprint and fp != self.base_fingerprint:
+            raise MergeError(
+                f"this task vector was computed against base {self.base_fingerprint}, but {base} is {fp}; "
+                "pass check_base=False to apply it anyway"
+            )
+        return vec_ops.apply(state, self.tensors, scale)
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write as ``.safetensors`` (one file) or a checkpoint directory, with task-vector metadata."""
+        from asr_analogy.io.checkpoint import write_safetensors_file
+
+        meta = {
+            "asr_analogy_kind": KIND,
+            "method": self.method,
+            "base_fingerprint": self.base_fingerprint or "",
+            "finetuned_fingerprint": "",
+            "tensor_count": str(len(self.tensors)),
+        }
+        path = Path(path)
+        tensors = {n: t.detach().cpu().contiguous() for n, t in self.tensors.items()}
+        if path.suffix == ".safetensors":
+            specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
+            from asr_analogy.io.checkpoint import plan_shards
+
+            order = plan_shards(specs, None)
+            items = ((s.name, tensors[s.name]) for s in (order[0] if order else []))
+            return write_safetensors_file(path, specs, items, metadata=meta, force=force)
+        return save_checkpoint(tensors, path, force=force, metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TaskVector":
+        meta = read_vector_metadata(path)
+        with CheckpointReader(path) as reader:
+            tensors = {n: reader.get(n).clone() for n in reader.names()}
+        return cls(tensors, meta.get("base_fingerprint") or None, meta.get("method", "finetuned - base"))
+
+    def __repr__(self) -> str:
+        return f"TaskVector({len(self.tensors)} tensors, base={self.base_fingerprint}, {self.method!r})"

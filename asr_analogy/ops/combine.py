@@ -1,0 +1,85 @@
+"""The generalized task-arithmetic step that every delta-based merge shares.
+
+    merged = anchor + lambda * normalize?( sum_i w_i * sparsify_i(delta_i) [restricted to the elected sign] )
+
+Task Arithmetic (Ilharco et al. 2023, arXiv 2212.04089) is the plain weighted sum; TIES (Yadav et al. 2023,
+arXiv 2306.01708) adds magnitude trimming and sign consensus; DARE (Yu et al. 2024, arXiv 2311.03099) and
+Model Breadcrumbs (Davari & Belilovsky 2023, arXiv 2312.06795) change the sparsification. Sparsification
+lives in ``ops.sparsify``; this module does the weighting, consensus, normalization and lambda, elementwise,
+so it can run on chunks of a streamed tensor.
+
+Normalization follows mergekit: without consensus the sum is divided by the sum of the weights (left as is
+when that is below 1e-8 in magnitude); with consensus each entry is divided by the weights of the deltas
+that agree with the elected sign there (1 where none agree).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from asr_analogy.ops.consensus import disjoint_merge
+from asr_analogy.ops.sparsify import magnitude
+
+
+def combine_deltas(
+    deltas: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    *,
+    consensus: str | None = None,
+    normalize: bool = False,
+    lam: float = 1.0,
+) -> torch.Tensor:
+    """lambda * normalize?(sum_i w_i delta_i), with optional TIES sign consensus ("sum" or "count").
+
+    deltas: M tensors of one shape and floating dtype (already sparsified); weights: M floats (negative
+    weights negate). Arithmetic happens in the deltas' dtype, in the order mergekit uses. Returns the merged
+    delta, same shape and dtype.
+    """
+    if not deltas:
+        raise ValueError("combine_deltas needs at least one delta")
+    dtype, device = deltas[0].dtype, deltas[0].device
+    w = torch.tensor(list(weights), dtype=dtype, device=device)
+    weighted = [d * w[i] for i, d in enumerate(deltas)]
+    if consensus:
+        mixed = disjoint_merge(weighted, w, consensus, normalize)
+    else:
+        mixed = weighted[0]
+        for d in weighted[1:]:
+            mixed += d
+        if normalize:
+            total = w.sum()
+            if total.abs() >= 1e-8:
+                mixed /= total
+    if lam != 1:
+        mixed *= lam
+    return mixed
+
+
+def generalized_task_arithmetic(
+    anchor: torch.Tensor,
+    deltas: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    *,
+    consensus: str | None = None,
+    normalize: bool = False,
+    lam: float = 1.0,
+) -> torch.Tensor:
+    """anchor + ``combine_deltas(...)``, returned in ``anchor``'s dtype (deltas must share it)."""
+    return (anchor + combine_deltas(deltas, weights, consensus=consensus, normalize=normalize, lam=lam)).to(anchor.dtype)
+
+
+def ties_merge(
+    deltas: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    density: float = 1.0,
+    consensus: str = "sum",
+    normalize: bool = True,
+    lam: float = 1.0,
+) -> torch.Tensor:
+    """TIES-Merging (Yadav et al. 2023): trim each delta to its ``density`` largest magnitudes, weight it,
+    elect signs by ``consensus`` ("sum" mass or "count" frequency), average the agreeing entries (disjoint
+    mean when ``normalize``) and scale by ``lam``. deltas: M tensors of one shape; returns the merged delta."""
+    trimmed = [magnitude(d, density) for d in deltas]
+    return combine_deltas(trimmed, weights, consensus=consensus, normalize=normalize, lam=lam)

@@ -1,0 +1,236 @@
+"""Sparsification of task vectors: keep a ``density`` fraction of the entries of a delta, zero the rest.
+
+* ``magnitude`` keeps the largest ``|x|`` (TIES trimming step: Yadav et al., "TIES-Merging: Resolving
+  Interference When Merging Models", NeurIPS 2023, arXiv 2306.01708).
+* ``dare`` drops entries at random with probability p = 1 - density and rescales survivors by 1/(1-p)
+  (Yu et al., "Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch",
+  ICML 2024, arXiv 2311.03099).
+* ``breadcrumbs`` drops the largest ``gamma`` fraction (outliers) and then the smallest entries so that
+  ``density`` remains (Davari & Belilovsky, "Model Breadcrumbs: Scaling Multi-Task Model Merging with Sparse
+  Masks", arXiv 2312.06795).
+
+Conventions (shared with mergekit): ``density >= 1`` returns the input unchanged; magnitude keeps
+``k = max(1, int(density * numel))`` entries; breadcrumbs keeps ``int(density * numel)`` entries after
+dropping ``int(gamma * numel)`` at the top (fewer when density + gamma > 1). Magnitudes are compared in
+float32. Ties in magnitude are broken by position: at equal ``|x|`` the lower flat index ranks higher.
+
+Selection works on a threshold (``RankCut``) found by a two-pass radix select over the float32 bit patterns
+of ``|x|`` (O(numel), exact), so the same cut can be found over a tensor streamed in chunks and then applied
+chunk by chunk; the whole-tensor functions below are the one-chunk case of the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+_DIGITS = 1 << 16
+
+
+def magnitude_keys(x: torch.Tensor) -> torch.Tensor:
+    """int32 keys ordered like ``|x|`` (the bit pattern of ``|x|`` as float32; finite inputs only)."""
+    return x.abs().to(torch.float32).view(torch.int32)
+
+
+@dataclass(frozen=True)
+class RankCut:
+    """The ``k`` largest magnitudes of a tensor, as a threshold on ``magnitude_keys`` usable chunk by chunk.
+
+    Kept: every entry whose key is ``> key``, plus the first ``take_equal`` entries (in flat order) whose key
+    is exactly ``edge``. ``take_equal`` is non-zero only when the k-th largest magnitude is shared by entries
+    on both sides of the cut.
+    """
+
+    key: int  # keep all entries with key > self.key
+    edge: int = -1  # ... and the first ``take_equal`` entries whose key == edge (edge <= key)
+    take_equal: int = 0
+
+    @staticmethod
+    def everything() -> "RankCut":
+        return RankCut(key=-1)
+
+    @staticmethod
+    def nothing() -> "RankCut":
+        return RankCut(key=2**31 - 1)
+
+    def mask(self, keys: torch.Tensor, equal_seen: int = 0) -> tuple[torch.Tensor, int]:
+        """Boolean keep-mask for a chunk of keys; ``equal_seen`` counts edge-valued entries in earlier chunks.
+        Returns ``(mask, equal_seen after this chunk)``."""
+        keep = keys > self.key
+        if self.take_equal <= 0 or equal_seen >= self.take_equal:
+            return keep, equal_seen
+        eq = keys == self.edge
+        rank = torch.cumsum(eq, 0, dtype=torch.int64) + equal_seen
+        keep |= eq & (rank <= self.take_equal)
+        return keep, equal_seen + int(eq.sum())
+
+
+def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], numel: int) -> list[RankCut]:
+    """Exact cuts for the ``k`` largest magnitudes, for each ``k`` in ``ks``, in two passes over ``chunks()``.
+
+    ``chunks`` returns a fresh iterable over the 1-D chunks of the tensor in flat order (called at most
+    twice). Pass 1 histograms the top 16 bits of every key; pass 2 histograms the low 16 bits inside the
+    bucket that holds the k-th largest. Cost: O(numel) per pass; memory: two 65536-bin histograms.
+    """
+    cuts: list[RankCut | None] = [None] * len(ks)
+    todo = []
+    for i, k in enumerate(ks):
+        if k >= numel:
+            cuts[i] = RankCut.everything()
+        elif k <= 0:
+            cuts[i] = RankCut.nothing()
+        else:
+            todo.append(i)
+    if not todo:
+        return cuts  # type: ignore[return-value]
+    hist_hi = np.zeros(_DIGITS, dtype=np.int64)
+    for chunk in chunks():
+        hist_hi += _bincount(magnitude_keys(chunk) >> 16)
+    above_hi = _counts_above(hist_hi)
+    plan = {}  # i -> (hi digit, still needed inside the bucket)
+    for i in todo:
+        d = _digit_for(above_hi, hist_hi, ks[i])
+        need = ks[i] - int(above_hi[d])
+        if need == int(hist_hi[d]):
+            cuts[i] = RankCut(key=(d << 16) - 1)  # the whole bucket and everything above it
+        else:
+            plan[i] = (d, need)
+    if not plan:
+        return cuts  # type: ignore[return-value]
+    buckets = sorted({d for d, _ in plan.values()})
+    hist_lo = {d: np.zeros(_DIGITS, dtype=np.int64) for d in buckets}
+    for chunk in chunks():
+        keys = magnitude_keys(chunk)
+        hi = keys >> 16
+        for d in buckets:
+            inside = keys[hi == d]
+            if inside.numel():
+                hist_lo[d] += _bincount(inside & 0xFFFF)
+    for i, (d, need) in plan.items():
+        hist = hist_lo[d]
+        above = _counts_above(hist)
+        d2 = _digit_for(above, hist, need)
+        take = need - int(above[d2])
+        edge = (d << 16) | d2
+        if take == int(hist[d2]):
+            cuts[i] = RankCut(key=edge - 1)
+        else:
+            cuts[i] = RankCut(key=edge, edge=edge, take_equal=take)
+    return cuts  # type: ignore[return-value]
+
+
+def _bincount(digits: torch.Tensor) -> np.ndarray:
+    """Counts of 16-bit digits (int32 tensor on any device) as a numpy array of 65536 bins."""
+    return torch.bincount(digits.to(torch.int64), minlength=_DIGITS).cpu().numpy()
+
+
+def _counts_above(hist: np.ndarray) -> np.ndarray:
+    """above[d] = number of entries in digits > d."""
+    return np.cumsum(hist[::-1])[::-1] - hist
+
+
+def _digit_for(above: np.ndarray, hist: np.ndarray, k: int) -> int:
+    """The digit d with above[d] < k <= above[d] + hist[d] (k >= 1)."""
+    ok = np.nonzero((above < k) & (above + hist >= k))[0]
+    return int(ok[-1]) if len(ok) else 0
+
+
+def magnitude_k(numel: int, density: float) -> int:
+    """Entries kept by magnitude pruning: ``max(1, int(density * numel))`` (0 for density <= 0)."""
+    if density <= 0 or numel == 0:
+        return 0
+    return min(numel, max(1, int(density * numel)))
+
+
+def breadcrumbs_ks(numel: int, density: float, gamma: float) -> tuple[int, int]:
+    """``(k_outer, k_top)``: breadcrumbs keeps the top ``k_outer`` magnitudes minus the top ``k_top``.
+
+    ``int(density * n)`` are kept; ``int(gamma * n)`` largest are dropped unless that would leave fewer than
+    the target, in which case fewer are dropped at the top and none at the bottom.
+    """
+    target = max(0, int(density * numel))
+    n_top = max(0, int(gamma * numel))
+    n_bottom = max(0, numel - target - n_top)
+    k_outer = numel - n_bottom
+    return k_outer, max(0, k_outer - target)
+
+
+def _rescale(x: torch.Tensor, masked: torch.Tensor, norm: str | None, eps: float = 1e-7) -> torch.Tensor:
+    """Scale ``masked`` so its l1/l2/linf norm matches ``x`` (no change when either norm is below eps)."""
+    if norm is None:
+        return masked
+    if norm == "l1":
+        before, after = x.abs().sum(), masked.abs().sum()
+    elif norm == "l2":
+        before, after = x.norm(), masked.norm()
+    elif norm == "linf":
+        before, after = x.abs().max(), masked.abs().max()
+    else:
+        raise ValueError(f"unknown rescale norm {norm!r} (l1, l2, linf)")
+    if before < eps or after < eps:
+        return masked
+    return masked * (before / after)
+
+
+def magnitude(x: torch.Tensor, density: float, rescale: str | None = None) -> torch.Tensor:
+    """Keep the ``max(1, int(density * numel))`` largest-magnitude entries of ``x``, zero the rest
+    (TIES trim step, Yadav et al. 2023). ``rescale="l1"`` (or l2/linf) restores the norm of ``x``.
+
+    x: any shape, floating; returns the same shape and dtype.
+    """
+    if density >= 1:
+        return x
+    flat = x.reshape(-1)
+    (cut,) = top_k_cuts(lambda: [flat], [magnitude_k(flat.numel(), density)], flat.numel())
+    keep, _ = cut.mask(magnitude_keys(flat))
+    masked = torch.where(keep, flat, 0).reshape(x.shape)
+    return _rescale(x, masked, rescale)
+
+
+def breadcrumbs(x: torch.Tensor, density: float, gamma: float = 0.01, rescale: str | None = None) -> torch.Tensor:
+    """Model Breadcrumbs (Davari & Belilovsky 2023): drop the ``gamma`` fraction of largest-magnitude entries
+    and the smallest ones so that ``int(density * numel)`` remain.
+
+    x: any shape, floating; returns the same shape and dtype.
+    """
+    if density >= 1:
+        return x
+    flat = x.reshape(-1)
+    k_outer, k_top = breadcrumbs_ks(flat.numel(), density, gamma)
+    outer, top = top_k_cuts(lambda: [flat], [k_outer, k_top], flat.numel())
+    keys = magnitude_keys(flat)
+    keep = outer.mask(keys)[0] & ~top.mask(keys)[0]
+    masked = torch.where(keep, flat, 0).reshape(x.shape)
+    return _rescale(x, masked, rescale)
+
+
+def dare_mask(numel: int, density: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Boolean keep-mask, each entry kept independently with probability ``density`` (1-D, ``numel``)."""
+    return torch.rand(numel, generator=generator, device=device) < density
+
+
+def dare(
+    x: torch.Tensor,
+    density: float,
+    generator: torch.Generator | None = None,
+    rescale: bool | str | None = True,
+) -> torch.Tensor:
+    """DARE (Yu et al. 2024): drop each entry with probability p = 1 - density; with ``rescale=True`` the
+    survivors are multiplied by 1/(1-p) so the expectation of every entry is unchanged. ``rescale="l1"``
+    (l2/linf) instead restores the norm of ``x`` (mergekit 0.1.5's choice). Seed ``generator`` for
+    reproducible masks.
+
+    x: any shape, floating; returns the same shape and dtype.
+    """
+    if density >= 1:
+        return x
+    if density <= 0:
+        return torch.zeros_like(x)
+    keep = dare_mask(x.numel(), density, generator, x.device).reshape(x.shape)
+    masked = torch.where(keep, x, 0)
+    if rescale is True or rescale == "inverse":
+        return masked / density
+    return _rescale(x, masked, rescale or None)
