@@ -55,6 +55,8 @@ silence/1: (1 second of silence)
 pls-try-call-later: Please try your call again later.
 queue-thankyou: Thank you for your patience
 broken: This file is broken.
+queue-blank: ...
+vm-goodbye: Goodbye again.
 """
 NO_WAV = {"pls-try-call-later"}
 GARBAGE_WAV = {"broken"}
@@ -96,13 +98,15 @@ EXPECTED_SKIPS = {
     "silence/1": "excluded_domain",
     "pls-try-call-later": "missing_audio",
     "broken": "unreadable_audio",
+    "queue-blank": "empty_text",
+    "vm-goodbye": "duplicate_name",
 }
 
 
 def make_tree(root: Path) -> Path:
     """The two packages unpacked (dpkg -x) into ``root``: 8 kHz mono wavs plus the gzipped transcripts.
 
-    Prompt i (in file order) lasts 0.25 + 0.05 * i seconds.
+    Prompt i (in file order, first occurrence of a name) lasts 0.25 + 0.05 * i seconds.
     """
     (root / DOC).mkdir(parents=True, exist_ok=True)
     with gzip.open(root / DOC / "core-sounds-en.txt.gz", "wt") as fh:
@@ -110,7 +114,7 @@ def make_tree(root: Path) -> Path:
     names = [m.group(1) for m in re.finditer(r"^([\w/.-]+):", TRANSCRIPT, re.M)]
     for i, name in enumerate(names):
         wav = root / SOUNDS / f"{name}.wav"
-        if name in NO_WAV:
+        if name in NO_WAV or wav.exists():  # a repeated name keeps the first prompt's audio
             continue
         if name in GARBAGE_WAV:
             wav.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +155,7 @@ def test_prepare_fixture_manifest(tree, tmp_path):
 
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert {s["id"]: s["reason"] for s in skipped} == EXPECTED_SKIPS
+    assert len(skipped) == len(EXPECTED_SKIPS)  # the first vm-goodbye is kept, its repeat skipped
 
     # voicemail: 10 distinct sentences -> 7 train, 1 dev, 2 test.
     vm = collections.Counter(r["split"] for r in recs.values() if r["domain"] == "voicemail")
@@ -170,7 +175,8 @@ def test_prepare_fixture_manifest(tree, tmp_path):
 
     info = json.loads((out / "prepared.json").read_text())
     assert info["n_utterances"] == 18
-    assert info["skipped"] == {"non_speech": 2, "excluded_domain": 1, "missing_audio": 1, "unreadable_audio": 1}
+    assert info["skipped"] == {"non_speech": 2, "excluded_domain": 1, "missing_audio": 1, "unreadable_audio": 1,
+                               "empty_text": 1, "duplicate_name": 1}
     assert info["per_domain"]["voicemail"]["train"]["n"] == 7
 
 
@@ -416,7 +422,7 @@ def test_cli_prep_ivr_prompts(tree, tmp_path):
     res = CliRunner().invoke(main, ["prep", "ivr-prompts", str(out), "--from", str(tree)])
     assert res.exit_code == 0, res.output
     assert "18 utterances" in res.output and "voicemail" in res.output
-    assert "skipped 5" in res.output
+    assert "skipped 7" in res.output
     res = CliRunner().invoke(main, ["prep", "ivr-prompts", str(out), "--from", str(tree)])
     assert res.exit_code == 0 and "already prepared" in res.output
 
