@@ -252,7 +252,8 @@ def _prep_common(f):
 @click.option("--text-column", help="Transcript column: a header name or a 0-based number.")
 @click.option("--delimiter", help="Field delimiter (default: tab for .tsv, else sniffed).")
 @click.option("--header/--no-header", default=None, help="Whether the first row names the columns (default: detect).")
-@click.option("--audio-root", type=click.Path(file_okay=False), help="Base of relative audio paths (default: the table's folder).")
+@click.option("--audio-root", type=click.Path(file_okay=False),
+              help="Base of relative audio paths (default: the table's folder).")
 @_prep_common
 def prep_csv(table, out_dir, path_column, text_column, delimiter, header, audio_root, **kw):
     """A CSV/TSV table of audio paths and transcripts."""

@@ -76,7 +76,9 @@ def folder_entries(folder: Path, *, text_column: str | None, defaults: dict, ski
         else:
             text_col = next((c for c in TEXT_COLUMNS if c in columns), None)
             if text_col is None:
-                raise CorpusError(f"{meta}: no text column (looked for {', '.join(TEXT_COLUMNS)}); the columns are {columns}")
+                raise CorpusError(
+                    f"{meta}: no text column (looked for {', '.join(TEXT_COLUMNS)}); the columns are {columns}"
+                )
         for k, row in enumerate(rows):
             name = str(row.get("file_name") or "").strip()
             if not name:

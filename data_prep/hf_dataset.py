@@ -72,7 +72,9 @@ def _undecoded(ds, name: str, audio_column: str):
     import datasets
 
     if audio_column not in ds.column_names:
-        raise CorpusError(f"split {name!r} has no audio column {audio_column!r}; its columns are {list(ds.column_names)}")
+        raise CorpusError(
+            f"split {name!r} has no audio column {audio_column!r}; its columns are {list(ds.column_names)}"
+        )
     feature = ds.features[audio_column]
     if not isinstance(feature, datasets.Audio) and not (
         isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")  # file paths

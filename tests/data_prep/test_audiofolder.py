@@ -47,7 +47,8 @@ def test_split_subfolders_and_jsonl(tmp_path):
     "files, message",
     [
         ({}, r"no metadata.csv or metadata.jsonl in .*af or in its split subfolders"),
-        ({"metadata.csv": "path,text\na.wav,hi\n"}, r"metadata.csv: no 'file_name' column; the columns are \['path', 'text'\]"),
+        ({"metadata.csv": "path,text\na.wav,hi\n"},
+         r"metadata.csv: no 'file_name' column; the columns are \['path', 'text'\]"),
         ({"metadata.csv": "file_name,label\na.wav,hi\n"}, r"no text column \(looked for transcription, text"),
         ({"metadata.jsonl": '{"file_name": "a.wav", "text": "hi"}\n{oops\n'}, r"metadata.jsonl:2: not valid JSON"),
     ],
@@ -68,7 +69,8 @@ def test_cli_audiofolder(tmp_path):
     write_tone(root / "a.wav", 0.3, 16000)
     (root / "metadata.csv").write_text("file_name,sentence\na.wav,\n")
     res = CliRunner().invoke(main, ["prep", "audiofolder", str(root), str(tmp_path / "out")])
-    assert res.exit_code == 2 and "error: no usable utterance in the audiofolder corpus (skipped 1: empty_text 1)" in res.output
+    assert res.exit_code == 2
+    assert "error: no usable utterance in the audiofolder corpus (skipped 1: empty_text 1)" in res.output
     assert not (tmp_path / "out").exists()
     (root / "metadata.csv").write_text("file_name,sentence\na.wav,fine now\n")
     res = CliRunner().invoke(main, ["prep", "audiofolder", str(root), str(tmp_path / "out"), "--split", "test"])

@@ -79,7 +79,8 @@ def test_split_selection_and_id_column(saved, tmp_path):
 def test_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "out"
-    with pytest.raises(CorpusError, match=r"some-org/some-speech is not a local directory and the hub is offline.*save_to_disk"):
+    message = r"some-org/some-speech is not a local directory and the hub is offline.*save_to_disk"
+    with pytest.raises(CorpusError, match=message):
         hf_dataset.prepare("some-org/some-speech", out, echo=None)
     assert not out.exists()
 
@@ -87,7 +88,8 @@ def test_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"text_column": "words"}, r"split 'train' has no text column 'words'; its columns are \['audio', 'sentence', 'domain'\]"),
+        ({"text_column": "words"},
+         r"split 'train' has no text column 'words'; its columns are \['audio', 'sentence', 'domain'\]"),
         ({"audio_column": "speech"}, r"split 'train' has no audio column 'speech'"),
         ({"audio_column": "domain"}, None),  # a string column is taken as paths: all missing -> no usable utterance
         ({"splits": ["test"]}, r"has no split \['test'\]; it has \['train', 'validation'\]"),

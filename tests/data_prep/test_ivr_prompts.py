@@ -316,7 +316,8 @@ def test_assign_splits_is_order_independent_and_takes_smallest_hashes_for_test()
 def _build_debs(tree: Path, dest: Path) -> None:
     """Two .deb files like Debian's: the wavs in -en-wav, the transcripts in -en."""
     dest.mkdir(parents=True, exist_ok=True)
-    for pkg, sub in (("asterisk-core-sounds-en-wav", "usr/share/asterisk"), ("asterisk-core-sounds-en", "usr/share/doc")):
+    packages = (("asterisk-core-sounds-en-wav", "usr/share/asterisk"), ("asterisk-core-sounds-en", "usr/share/doc"))
+    for pkg, sub in packages:
         root = dest / f"build-{pkg}"
         shutil.copytree(tree / sub, root / sub)
         (root / "DEBIAN").mkdir()
@@ -380,7 +381,8 @@ class _FakeApt:
             self.updated = True
             return subprocess.CompletedProcess(cmd, 0, "", "")
         if not self.updated:
-            return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package asterisk-core-sounds-en-wav\n")
+            err = "E: Unable to locate package asterisk-core-sounds-en-wav\n"
+            return subprocess.CompletedProcess(cmd, 100, "", err)
         for pkg in cmd[2:]:
             (Path(cwd) / f"{pkg}_1.6.1-1_all.deb").write_bytes(b"!<arch>\n")
         return subprocess.CompletedProcess(cmd, 0, "", "")

@@ -102,7 +102,8 @@ def test_lhotse_recordings_and_supervisions(audio, tmp_path):
     "lines, kwargs, message",
     [
         ('{"audio_filepath": "short.wav", "text": "x"}\nnot json\n', {}, r"m.jsonl:2: not valid JSON"),
-        ('{"path": "short.wav", "words": "x"}\n', {}, r"neither a NeMo manifest line .* its keys are \['path', 'words'\]"),
+        ('{"path": "short.wav", "words": "x"}\n', {},
+         r"neither a NeMo manifest line .* its keys are \['path', 'words'\]"),
         ('{"id": "r", "sources": []}\n', {}, r"is a Lhotse recordings manifest; give its supervisions manifest too"),
         ("\n", {}, r"holds no lines"),
         ('{"audio_filepath": "short.wav", "text": "  "}\n', {}, r"no usable utterance .*empty_text 1"),
@@ -118,7 +119,8 @@ def test_bad_manifests_raise_and_write_nothing(audio, tmp_path, lines, kwargs, m
 
 def test_cli_nemo(audio, tmp_path):
     man = _jsonl(tmp_path / "m.jsonl", [{"audio_filepath": "short.wav", "text": "hi", "duration": 0.3}])
-    res = CliRunner().invoke(main, ["prep", "nemo", str(man), str(tmp_path / "out"), "--resample", "--source", "synthetic"])
+    args = ["prep", "nemo", str(man), str(tmp_path / "out"), "--resample", "--source", "synthetic"]
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     [rec] = read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert rec["source"] == "synthetic" and "/out/audio/" in rec["audio_filepath"]
