@@ -62,3 +62,16 @@ def test_atomic_dir_creates_parents(tmp_path):
         (tmp / "f").write_text("1")
     assert (out / "f").read_text() == "1"
     assert not any(n.startswith(".") for n in os.listdir(out.parent))
+
+
+def test_outputs_get_umask_permissions_not_tempfile_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "f.txt") as fh:
+            fh.write("x")
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
