@@ -52,5 +52,17 @@ corpus: venv
 bench: venv
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# Peers for benchmarks/merge_vs_mergekit.py: mergekit 0.1.5 in its own venv (its pins never touch .venv),
+# gguf + psutil in .venv. The same CPU torch in both.
+MERGEKIT_VENV ?= .venv-mergekit
+.PHONY: bench-setup
+bench-setup: venv
+	@[ -x $(MERGEKIT_VENV)/bin/python ] || $(PYTHON) -m venv $(MERGEKIT_VENV)
+	echo "$(TORCH_SPEC)" | tr ' ' '\n' | grep '^torch' > $(MERGEKIT_VENV)/constraints.txt
+	@[ -x $(MERGEKIT_VENV)/bin/mergekit-yaml ] || ( \
+	  $(MERGEKIT_VENV)/bin/python -m pip install -q $(TORCH_SPEC) && \
+	  $(MERGEKIT_VENV)/bin/python -m pip install -q -c $(MERGEKIT_VENV)/constraints.txt mergekit==0.1.5 )
+	$(BIN)/python -m pip install -q -c $(MERGEKIT_VENV)/constraints.txt -e ".[$(EXTRAS),bench]"
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
