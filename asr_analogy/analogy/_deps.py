@@ -1,0 +1,98 @@
+"""The recipe's calls into the other layers, in one place (imports are lazy: ``--dry-run`` and ``--help`` load
+no model code). Each function states the contract it relies on."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from asr_analogy.errors import ConfigError
+
+
+def resolve_base_model(name: str) -> str:
+    """``bundled:NAME`` → the imported bundled Whisper directory (imported once, cached); a local directory or
+    a hub id is returned unchanged."""
+    if name.startswith("bundled:"):
+        from asr_analogy.speech.models.ct2_import import bundled_model_dir
+
+        return str(bundled_model_dir(name.split(":", 1)[1]))
+    return name
+
+
+def prepare_corpus(preparer: str, out_dir: Path, *, from_dir=None, cache_dir=None, options: dict | None = None) -> Path:
+    """``data_prep.<preparer>.prepare(out_dir, from_dir=..., cache_dir=..., **options) -> manifest path``."""
+    try:
+        module = importlib.import_module(f"data_prep.{preparer}")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"corpus.preparer '{preparer}': no module data_prep.{preparer} ({exc})") from None
+    import inspect
+
+    kwargs = dict(options or {})
+    params = list(inspect.signature(module.prepare).parameters)
+    if params and params[0] not in ("out_dir", "output_dir"):
+        # a preparer of a local corpus copy: prepare(CORPUS_DIR, out_dir, ...) (e.g. data_prep.slurp)
+        if from_dir is None:
+            raise ConfigError(f"corpus.preparer '{preparer}' reads a local copy of the corpus: set corpus.from_dir")
+        return Path(module.prepare(from_dir, out_dir, **kwargs))
+    if from_dir is not None:
+        kwargs["from_dir"] = from_dir
+    if cache_dir is not None:
+        kwargs["cache_dir"] = cache_dir
+    return Path(module.prepare(out_dir, **kwargs))
+
+
+def preparer_exists(preparer: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f"data_prep.{preparer}") is not None
+
+
+def register_tts_backend(backend: str) -> str:
+    """A ``module:Class`` backend is registered under that string and its name returned; names pass through."""
+    if ":" in backend:
+        from asr_analogy.speech.tts.base import register_backend
+
+        register_backend(backend, backend)
+    return backend
+
+
+def synthesize(records_manifest: Path, out_dir: Path, **kwargs) -> Path:
+    """``asr_analogy.speech.tts.synthesize(manifest, out_dir, backend=, voices=, samples_per_sentence=, seed=,
+    workers=, channel=, cache_dir=, keep_fields=True, ...) -> manifest path`` (records with source synthetic,
+    voice, and the input's domain/split carried over)."""
+    from asr_analogy.speech.tts import synthesize as tts_synthesize
+
+    return Path(tts_synthesize(str(records_manifest), str(out_dir), keep_fields=True, **kwargs))
+
+
+def finetune(values: dict) -> Path:
+    """``asr_analogy.speech.train.finetune(FinetuneConfig(**values)) -> final model directory``."""
+    from asr_analogy.speech.train import finetune as run_finetune, make_finetune_config
+
+    return Path(run_finetune(make_finetune_config(values, "recipe finetune settings")))
+
+
+def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
+    """``(model, processor)`` from a model directory (eval mode)."""
+    from asr_analogy.speech.transcribe import load_asr_model
+
+    return load_asr_model(model_dir, device)
+
+
+def transcribe(model, records: list[dict], *, processor=None, out_jsonl=None, batch_size=16, num_beams=1, device="cpu"):
+    """``asr_analogy.speech.transcribe.transcribe`` on in-memory records; returns records with ``hypothesis``."""
+    from asr_analogy.speech.transcribe import transcribe as run
+
+    return run(
+        model, [dict(r) for r in records], out_jsonl, processor=processor, batch_size=batch_size,
+        num_beams=num_beams, device=device, progress=False,
+    )
+
+
+def score(records: list[dict], *, normalizer: str, bootstrap: int = 0, seed: int = 0, out_json=None) -> dict:
+    """``asr_analogy.speech.metrics.evaluate(records, out_json, normalizer=, by="domain", bootstrap=, seed=)``:
+    dict with ``wer``, ``cer`` (fractions), ``wer_ci95`` (low, high), ``n_utterances``, ``per_group``."""
+    from asr_analogy.speech.metrics import evaluate
+
+    return evaluate(records, out_json, normalizer=normalizer, by="domain", bootstrap=bootstrap, seed=seed)

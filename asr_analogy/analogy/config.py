@@ -1,0 +1,314 @@
+"""The syn2real recipe config: one YAML, validated at load time.
+
+A recipe config names a base model, a real-speech corpus with domain labels, the target domains, a TTS set-up,
+fine-tuning hyperparameters, how the Synthetic2Real vector is combined (single / ensemble) and how its scale λ
+is chosen. Every section rejects unknown keys; errors name the key and the file::
+
+    name: ivr_syn2real               # outputs go to <exp_dir>/<name>/
+    base_model: bundled:tiny.en      # "bundled:<name>", a local model directory, or a hub id
+    corpus: {preparer: ivr_prompts}
+    domains: {targets: [voicemail]}
+    synthesis: {backend: piper}
+    finetune: {learning_rate: 3.0e-5, max_steps: 40, audio_context_s: 8}
+    lambda: {mode: pseudo_target, pseudo_targets: [general]}
+    variants:                        # named overrides: `asr-analogy run CONFIG --variant demo`
+      demo: {domains: {targets: [voicemail]}}
+
+``load_recipe_config(path, variant=None, overrides=None)`` deep-merges the variant (and ``--set key=value``
+overrides) over the file before validating, so a variant's typo is reported like any other.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from asr_analogy.errors import ConfigError
+
+DEFAULT_LAMBDA_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CorpusConfig(_Section):
+    """Where the real speech comes from. Every record needs ``domain`` and ``split`` (train/dev/test)."""
+
+    preparer: str = "ivr_prompts"  # a module of data_prep with prepare(out_dir, ...), or "manifest"
+    manifest: str | None = None  # preparer "manifest": an existing real-speech manifest (relative to the config)
+    from_dir: str | None = None  # passed to the preparer as from_dir (an unpacked corpus instead of a download)
+    cache_dir: str | None = None  # the preparer's download cache
+    options: dict[str, Any] = Field(default_factory=dict)  # more keyword arguments for prepare()
+    max_duration_s: float | None = None  # drop utterances longer than this everywhere (seconds); None keeps all
+
+    @model_validator(mode="after")
+    def _manifest_needs_path(self):
+        if self.preparer == "manifest" and not self.manifest:
+            raise ValueError("corpus.preparer 'manifest' needs corpus.manifest (a JSONL manifest path)")
+        return self
+
+
+class DomainsConfig(_Section):
+    """Which corpus domains are targets (text only, for the method) and which are sources (text and audio)."""
+
+    targets: list[str] = Field(min_length=1)  # target domains; their real audio is read only for evaluation
+    sources: list[str] | None = None  # source domains; None: every corpus domain not excluded and not a target
+    exclude: list[str] = Field(default_factory=list)  # domains used nowhere
+    # shared: one source set (all non-target domains) for every target, so A, B and the source stage of C are
+    # trained once; leave_one_out: for each target, the sources are all other domains (as in the paper).
+    source_pool: Literal["shared", "leave_one_out"] = "shared"
+
+
+class SynthesisConfig(_Section):
+    """Arguments of asr_analogy.speech.tts.synthesize for the source and target text."""
+
+    backend: str = "piper"  # a backend name of asr_analogy.speech.tts, or "module:function" for a custom one
+    voices: list[str] | None = None  # None: the backend's default voice
+    samples_per_sentence: int = Field(default=1, ge=1)
+    seed: int = 0
+    workers: int = Field(default=2, ge=1)
+    channel: Any = None  # channel simulation of the synthetic audio (e.g. "telephone"), see the TTS module
+    splits: list[str] = Field(default_factory=lambda: ["train", "dev"])  # whose text is synthesized (never test)
+    cache_dir: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)  # more keyword arguments for synthesize()
+
+    @field_validator("splits")
+    @classmethod
+    def _no_test_text(cls, v):
+        if "test" in v:
+            raise ValueError("synthesizing the test split's text would leak it into training; use train/dev")
+        return v
+
+
+class TargetStageConfig(_Section):
+    """Second stage of C and of the upper bound: continue from the source model on target data."""
+
+    lr_scale: float = Field(default=0.1, gt=0)  # learning rate = finetune.learning_rate × lr_scale (paper: 0.1)
+    max_steps: int | None = Field(default=None, ge=1)  # None: finetune.max_steps
+    num_epochs: float | None = None
+
+
+class FinetuneSettings(_Section):
+    """Hyperparameters shared by every fine-tune of the recipe (A, B, the source stage S, C, upper bound)."""
+
+    learning_rate: float = Field(default=1e-5, gt=0)
+    max_steps: int | None = Field(default=100, ge=1)  # optimizer steps per fine-tune (None: use num_epochs)
+    num_epochs: float | None = None
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    warmup_steps: int = Field(default=0, ge=0)
+    freeze_encoder: bool = False
+    audio_context_s: float | None = Field(default=None, gt=0)  # shorter Whisper encoder window (seconds)
+    select_best: bool = False  # keep the checkpoint with the best WER on *source* real dev (never target)
+    eval_steps: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    resume: bool = True  # a killed fine-tune continues from its last checkpoint
+    # source: C = (source real + synthetic) then target synthetic at lr × lr_scale (the paper);
+    # base: C = target synthetic only, from the base model
+    c_init: Literal["source", "base"] = "source"
+    target_stage: TargetStageConfig = Field(default_factory=TargetStageConfig)
+    upper_bound: bool = True  # also train the reference system on target *real* train audio
+    extra: dict[str, Any] = Field(default_factory=dict)  # more FinetuneConfig fields, passed through
+
+
+class EnsembleConfig(_Section):
+    """An ensemble Synthetic2Real vector: the combination of several (θ_A_i, θ_B_i) pair vectors."""
+
+    enabled: bool = True
+    by: Literal["voice", "domain"] = "voice"  # one pair per TTS voice, or per source domain
+    method: Literal["task_arithmetic", "ties", "dare_linear", "dare_ties"] = "task_arithmetic"
+    density: float | None = Field(default=None, gt=0, le=1)  # for ties / dare
+    seed: int = 0  # DARE's drop mask
+
+
+class LambdaConfig(_Section):
+    """How λ in θ_D = θ_C + λ(θ_B − θ_A) is chosen."""
+
+    # fixed: use `value`; pseudo_target: hold out source domains as stand-in targets and pick λ on their real
+    # audio; oracle: pick on the *target* real dev audio (an upper bound on selection, labelled, never default)
+    mode: Literal["fixed", "pseudo_target", "oracle"] = "pseudo_target"
+    value: float = 0.2  # mode fixed
+    grid: list[float] = Field(default_factory=lambda: list(DEFAULT_LAMBDA_GRID))
+    pseudo_targets: list[str] | None = None  # source domains held out; None: the largest source domain
+    # true: the pseudo-targets are removed from the sources of the real targets too, so A′/B′ and the source
+    # stage of C′ are the very models A/B/S (no extra fine-tunes); false: A/B/S keep them, A′/B′/S′ are extra
+    holdout_from_sources: bool = True
+    select_splits: list[str] = Field(default_factory=lambda: ["dev"])  # pseudo-target real splits scored
+    report_oracle: bool = False  # also find the oracle λ on target real dev and report it (labelled)
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v):
+        if not v:
+            raise ValueError("lambda.grid must hold at least one value")
+        return sorted(set(float(x) for x in v))
+
+
+class EvaluateConfig(_Section):
+    normalizer: str = "whisper_english"  # applied to references and hypotheses alike
+    bootstrap: int = Field(default=1000, ge=0)  # resamples for the 95 % interval
+    seed: int = 0
+    batch_size: int = Field(default=16, ge=1)
+    num_beams: int = Field(default=1, ge=1)
+    test_split: str = "test"
+    lambda_curve: bool = True  # also score the λ grid on target test, for the WER-vs-λ plot (reporting only)
+
+
+class RecipeConfig(_Section):
+    """A whole syn2real experiment."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    exp_dir: str = "exp"  # outputs go to <exp_dir>/<name>/ (relative to the working directory)
+    base_model: str = "bundled:tiny.en"
+    device: str = "cpu"
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    domains: DomainsConfig
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    lambda_: LambdaConfig = Field(default_factory=LambdaConfig, alias="lambda")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)  # named overrides (see module docstring)
+
+    # filled by load_recipe_config, not read from YAML
+    source_path: str | None = Field(default=None, exclude=True)
+    variant: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _domains_consistent(self):
+        d = self.domains
+        both = set(d.targets) & set(d.sources or [])
+        if both:
+            raise ValueError(f"domains {sorted(both)} are both targets and sources")
+        if set(d.targets) & set(d.exclude):
+            raise ValueError(f"domains {sorted(set(d.targets) & set(d.exclude))} are both targets and excluded")
+        pts = self.lambda_.pseudo_targets or []
+        bad = set(pts) & set(d.targets)
+        if bad:
+            raise ValueError(f"lambda.pseudo_targets {sorted(bad)} are target domains; pick source domains")
+        if self.lambda_.mode == "pseudo_target" and d.sources is not None and pts and not set(pts) <= set(d.sources):
+            raise ValueError(f"lambda.pseudo_targets {sorted(set(pts) - set(d.sources))} are not in domains.sources")
+        return self
+
+    @property
+    def out_dir(self) -> Path:
+        """``<exp_dir>/<name>``: every output of the recipe lies under it."""
+        return Path(self.exp_dir) / self.name
+
+    def resolve_path(self, value: str | None) -> str | None:
+        """A path from the config: relative paths are taken relative to the config file's directory."""
+        if value is None:
+            return None
+        p = Path(os.path.expanduser(value))
+        if p.is_absolute() or self.source_path is None:
+            return str(p)
+        return str((Path(self.source_path).parent / p).resolve())
+
+    def section_hash(self, *names: str) -> str:
+        """A short fingerprint of the named sections (their validated values), for stage invalidation."""
+        data = self.model_dump(mode="json", by_alias=True)
+        blob = json.dumps({n: data.get(n) for n in names}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``: nested dicts merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict:
+    """``["finetune.max_steps=5", "domains.targets=[a, b]"]`` → a nested dict; values are parsed as YAML."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. finetune.max_steps=20)")
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = parsed
+    return out
+
+
+def _format_error(err: dict) -> str:
+    loc = ".".join(str(x) for x in err["loc"]) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'"
+    if err["type"] == "missing":
+        return f"missing key '{loc}'"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"key '{loc}': {msg}" if err["loc"] else msg
+
+
+def validate_recipe_dict(data: Any, where: str) -> RecipeConfig:
+    """Validate a recipe mapping; ``where`` (file, variant) is named in every error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return RecipeConfig.model_validate(data)
+    except ValidationError as exc:
+        msgs = "; ".join(_format_error(e) for e in exc.errors())
+        raise ConfigError(f"{where}: {msgs}") from None
+
+
+def load_recipe_config(
+    path: str | os.PathLike, variant: str | None = None, overrides: dict | None = None
+) -> RecipeConfig:
+    """Read and validate a recipe YAML; apply a named variant and then ``overrides`` (nested dict) first.
+
+    Raises ``ConfigError`` naming the file (and variant) and the offending key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    where = str(path)
+    base = validate_recipe_dict(data, where)  # the file itself must be valid on its own
+    if variant is not None:
+        variants = data.get("variants") or {}
+        if variant not in variants:
+            known = ", ".join(sorted(variants)) or "none"
+            raise ConfigError(f"{path}: no variant '{variant}' (known: {known})")
+        where = f"{path} (variant '{variant}')"
+        over = variants[variant]
+        if not isinstance(over, dict):
+            raise ConfigError(f"{where}: a variant must be a mapping of overrides")
+        data = deep_merge(data, over)
+        data.setdefault("name", base.name)
+        if "name" not in over:
+            data["name"] = f"{base.name}_{variant}"
+    if overrides:
+        where = f"{where} with --set overrides"
+        data = deep_merge(data, overrides)
+    cfg = validate_recipe_dict(data, where)
+    cfg.source_path = str(path.resolve())
+    cfg.variant = variant
+    return cfg

@@ -1,0 +1,244 @@
+"""RESULTS.md, results.json and PNG plots of a syn2real run.
+
+Per target: a table of every system (WER and CER in percent, the 95 % bootstrap interval of the WER, the
+relative WER change versus C: (WER − WER_C) / WER_C, negative is better), the λ chosen and how, the normalizer
+applied to references and hypotheses; a plot of WER versus λ (target test curve for reference, the selection
+curve that chose λ, the oracle curve when computed) with the chosen λ marked; and one bar chart of all systems.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from asr_analogy.io.atomic import atomic_file
+
+ORDER = ("base", "C", "syn2real", "ensemble", "syn2real_oracle", "upper_bound")
+
+
+def _read(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def collect_results(recipe) -> dict:
+    """Gather the metrics, λ choices and curves of a finished evaluate stage into one JSON-able dict."""
+    cfg = recipe.cfg
+    out = cfg.out_dir
+    res: dict = {
+        "name": cfg.name,
+        "config": cfg.source_path,
+        "variant": cfg.variant,
+        "base_model": cfg.base_model,
+        "normalizer": cfg.evaluate.normalizer,
+        "bootstrap": cfg.evaluate.bootstrap,
+        "lambda_mode": cfg.lambda_.mode,
+        "audio_context_s": cfg.finetune.audio_context_s,
+        "targets": {},
+    }
+    for tp in recipe.plan().targets:
+        t = tp.target
+        sel = _read(out / "lambda" / f"{t}.json")
+        systems = []
+        for sysd in recipe.systems_for(tp):
+            m = _read(out / "eval" / t / "metrics" / f"{sysd['system']}.json")
+            systems.append({
+                "system": sysd["system"], "label": m.get("label", sysd["system"]), "lambda": sysd.get("lambda"),
+                "wer": m["wer"], "cer": m["cer"], "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
+                "n_words": m.get("n_words") or m.get("reference_words"),
+            })
+        wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
+        for s in systems:
+            s["rel_vs_C"] = (s["wer"] - wc) / wc if wc else None
+        entry = {"lambda": {"value": sel["value"], "value_ensemble": sel.get("value_ensemble"), "how": sel["how"],
+                            "mode": sel["mode"]},
+                 "systems": systems,
+                 "sources": list(tp.main.sources),
+                 "pseudo_targets": [p.target for p in tp.pseudo]}
+        if "mean_curve" in sel:
+            entry["selection_curve"] = sel["mean_curve"]
+        if "oracle" in sel:
+            entry["lambda"]["oracle"] = sel["oracle"]["value"]
+            entry["oracle_curve"] = {"lambdas": sel["oracle"]["curve"]["lambdas"], "wer": sel["oracle"]["curve"]["wer"]}
+        cpath = out / "eval" / t / "lambda_curve.json"
+        if cpath.is_file():
+            c = _read(cpath)
+            entry["test_curve"] = {"lambdas": c["lambdas"], "wer": c["wer"]}
+        res["targets"][t] = entry
+    for name in ("syn2real", "ensemble"):
+        rel = [next(s["rel_vs_C"] for s in e["systems"] if s["system"] == name)
+               for e in res["targets"].values() if any(s["system"] == name for s in e["systems"])]
+        rel = [r for r in rel if r is not None]
+        if rel:
+            res.setdefault("mean_relative_wer_change_vs_C", {})[name] = sum(rel) / len(rel)
+    timing = {}
+    for stage in recipe.runner.names:
+        marker = recipe.runner.marker(stage)
+        if marker:
+            timing[stage] = marker.get("elapsed_s")
+    res["stage_seconds"] = timing
+    return res
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def result_table(results: dict) -> str:
+    """A plain-text table of every target and system (WER/CER in percent)."""
+    lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8}"]
+    for t, e in results["targets"].items():
+        for s in sorted(e["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
+            ci = s.get("wer_ci95")
+            ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
+            lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
+            rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
+            lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8}")
+        lines.append(f"{'':<14} λ: {e['lambda']['how']}")
+    mean = results.get("mean_relative_wer_change_vs_C", {})
+    for k, v in mean.items():
+        lines.append(f"mean relative WER change of {k} vs C over {len(results['targets'])} target(s): {100 * v:+.1f} %")
+    lines.append(f"normalizer: {results['normalizer']} (references and hypotheses)")
+    return "\n".join(lines)
+
+
+def _markdown(results: dict, plots: dict) -> str:
+    md = [f"# Results: {results['name']}", ""]
+    md.append(f"Base model `{results['base_model']}`; WER and CER in percent on each target's **real test** audio, "
+              f"text normalized with `{results['normalizer']}` on both references and hypotheses; 95 % interval "
+              f"of the WER from {results['bootstrap']} bootstrap resamples of utterances. “vs C” is the relative "
+              f"WER change (WER − WER_C) / WER_C (negative is better). λ selection mode: `{results['lambda_mode']}`."
+              + (f" Audio context {results['audio_context_s']} s." if results.get("audio_context_s") else ""))
+    md.append("")
+    for t, e in results["targets"].items():
+        md.append(f"## Target `{t}`")
+        md.append("")
+        md.append(f"Sources: {', '.join(e['sources'])}"
+                  + (f"; pseudo-target(s) for λ: {', '.join(e['pseudo_targets'])}" if e["pseudo_targets"] else "")
+                  + ".")
+        md.append("")
+        md.append("| system | λ | WER % | 95 % CI | CER % | vs C | utterances |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|")
+        for s in sorted(e["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
+            ci = s.get("wer_ci95")
+            ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
+            lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
+            rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
+            md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} | {s.get('n_utterances') or ''} |")
+        md.append("")
+        md.append(f"λ = {e['lambda']['value']:g} — {e['lambda']['how']}."
+                  + (f" Ensemble λ = {e['lambda']['value_ensemble']:g}." if e["lambda"].get("value_ensemble") is not None else "")
+                  + (f" The oracle λ (target real dev, for reference only) would be {e['lambda']['oracle']:g}."
+                     if e["lambda"].get("oracle") is not None else ""))
+        md.append("")
+        if t in plots:
+            md.append(f"![WER versus λ, {t}]({plots[t]})")
+            md.append("")
+    mean = results.get("mean_relative_wer_change_vs_C", {})
+    if mean:
+        md.append("## Summary")
+        md.append("")
+        for k, v in mean.items():
+            md.append(f"- mean relative WER change of **{k}** versus C over {len(results['targets'])} target(s): "
+                      f"**{100 * v:+.1f} %**")
+        md.append("")
+    if "systems" in plots:
+        md.append(f"![WER of every system]({plots['systems']})")
+        md.append("")
+    if results.get("stage_seconds"):
+        md.append("Stage wall times (s): " + ", ".join(f"{k} {v:g}" for k, v in results["stage_seconds"].items() if v is not None))
+        md.append("")
+    return "\n".join(md)
+
+
+def plot_lambda_curve(entry: dict, target: str, path: Path) -> Path:
+    """WER versus λ for one target: test curve (reference), selection curve, oracle curve; chosen λ marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    if "test_curve" in entry:
+        c = entry["test_curve"]
+        ax.plot(c["lambdas"], [100 * w for w in c["wer"]], "o-", label=f"{target} real test (reference only)")
+    if "selection_curve" in entry:
+        c = entry["selection_curve"]
+        ax.plot(c["lambdas"], [100 * w for w in c["wer"]], "s--",
+                label=f"pseudo-target real audio ({', '.join(entry['pseudo_targets'])}) — selects λ")
+    if "oracle_curve" in entry:
+        c = entry["oracle_curve"]
+        ax.plot(c["lambdas"], [100 * w for w in c["wer"]], "^:", label=f"ORACLE: {target} real dev")
+    lam = entry["lambda"]["value"]
+    ax.axvline(lam, color="k", lw=1, ls="-.", label=f"chosen λ = {lam:g}")
+    for s in entry["systems"]:
+        if s["system"] in ("base", "upper_bound"):
+            ax.axhline(100 * s["wer"], lw=0.8, ls=":", color="grey" if s["system"] == "base" else "green",
+                       label=f"{s['label']}: {100 * s['wer']:.1f} %")
+    ax.set_xlabel("λ  (θ_D = θ_C + λ·(θ_B − θ_A))")
+    ax.set_ylabel("WER %")
+    ax.set_title(f"Synthetic2Real vector, target {target}")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_systems(results: dict, path: Path) -> Path:
+    """Grouped bars: WER of every system per target, with the 95 % bootstrap interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = list(results["targets"])
+    names = [n for n in ORDER if any(s["system"] == n for e in results["targets"].values() for s in e["systems"])]
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(targets) + 2), 4), dpi=110)
+    for i, n in enumerate(names):
+        xs, ys, lo, hi, label = [], [], [], [], n
+        for j, t in enumerate(targets):
+            s = next((s for s in results["targets"][t]["systems"] if s["system"] == n), None)
+            if s is None:
+                continue
+            label = s["label"]
+            xs.append(j + (i - (len(names) - 1) / 2) * width)
+            ys.append(100 * s["wer"])
+            ci = s.get("wer_ci95") or (s["wer"], s["wer"])
+            lo.append(100 * (s["wer"] - ci[0]))
+            hi.append(100 * (ci[1] - s["wer"]))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, label=label)
+    ax.set_xticks(range(len(targets)))
+    ax.set_xticklabels(targets)
+    ax.set_ylabel("WER % (real test)")
+    ax.set_title("Systems per target domain (95 % bootstrap interval)")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_report(results: dict, out_dir: str | os.PathLike) -> Path:
+    """Write ``results.json``, ``plots/*.png`` and ``RESULTS.md`` into ``out_dir``; returns RESULTS.md's path."""
+    out_dir = Path(out_dir)
+    plots = {}
+    for t, e in results["targets"].items():
+        plot_lambda_curve(e, t, out_dir / "plots" / f"wer_vs_lambda_{t}.png")
+        plots[t] = f"plots/wer_vs_lambda_{t}.png"
+    plot_systems(results, out_dir / "plots" / "systems.png")
+    plots["systems"] = "plots/systems.png"
+    with atomic_file(out_dir / "results.json") as fh:
+        json.dump(results, fh, indent=1, sort_keys=True)
+        fh.write("\n")
+    path = out_dir / "RESULTS.md"
+    with atomic_file(path) as fh:
+        fh.write(_markdown(results, plots))
+    return path

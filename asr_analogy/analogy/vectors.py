@@ -1,0 +1,202 @@
+"""The Synthetic2Real vector and the analogy θ_D = θ_C + λ·(θ_B − θ_A).
+
+Su et al. 2024, "Task Arithmetic can Mitigate Synthetic-to-Real Gap in Automatic Speech Recognition"
+(arXiv 2406.02925): fine-tune one base model on source-domain synthetic speech (θ_A), on source-domain real
+speech (θ_B) and on target-domain synthetic speech (θ_C). The difference τ_B − τ_A = θ_B − θ_A (the base
+cancels) moves a model from "trained on TTS audio" towards "trained on real audio"; added to θ_C it should
+carry the target model across the same synthetic-to-real gap.
+
+An *ensemble* combines several pair vectors v_i = θ_B_i − θ_A_i (one per TTS voice or per source domain) with
+a merge method of ``asr_analogy.ops``: ``task_arithmetic`` is their mean, ``ties`` trims each to its ``density``
+largest entries and keeps the sign-agreeing mean (Yadav et al. 2023), ``dare_linear`` / ``dare_ties`` drop
+entries at random with rescaling first (Yu et al. 2024).
+
+Vectors are ``{name: tensor}`` mappings over the floating-point tensors of a checkpoint; every tensor has the
+shape of the model parameter it belongs to. All arithmetic is float32 (or the checkpoint's wider dtype).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from asr_analogy.errors import CheckpointError, MergeError
+from asr_analogy.io.atomic import atomic_file
+from asr_analogy.io.checkpoint import load_state_dict, save_checkpoint
+from asr_analogy.ops import apply, combine_deltas, dare, magnitude, task_vector
+
+Vector = dict[str, torch.Tensor]
+ENSEMBLE_METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties")
+
+
+def _state(model: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    if isinstance(model, Mapping):
+        return model
+    return load_state_dict(model)
+
+
+def syn2real_vector(
+    source_synthetic: str | os.PathLike | Mapping[str, torch.Tensor],
+    source_real: str | os.PathLike | Mapping[str, torch.Tensor],
+) -> Vector:
+    """v = θ_B − θ_A = τ_B − τ_A: from the source-synthetic fine-tune (A) to the source-real one (B).
+
+    Both are model directories (or state dicts) fine-tuned from the same base; every floating tensor must
+    have the same shape in both (``MergeError`` names the first that does not). Returns ``{name: tensor}``.
+    """
+    return task_vector(_state(source_real), _state(source_synthetic))
+
+
+def apply_analogy(
+    target_synthetic: str | os.PathLike | Mapping[str, torch.Tensor], vector: Mapping[str, torch.Tensor], lam: float
+) -> dict[str, torch.Tensor]:
+    """θ_D = θ_C + λ·v: the target-synthetic model moved along the Synthetic2Real vector.
+
+    λ = 0 returns θ_C; non-floating tensors are copied from θ_C. Returns a full state dict.
+    """
+    return apply(_state(target_synthetic), vector, float(lam))
+
+
+def ensemble_vector(
+    vectors: Sequence[Mapping[str, torch.Tensor]],
+    method: str = "task_arithmetic",
+    density: float | None = None,
+    seed: int = 0,
+) -> Vector:
+    """Combine pair vectors v_1..v_M (same names and shapes) into one.
+
+    ``task_arithmetic``: (1/M)·Σ v_i. ``ties``: each v_i trimmed to its ``density`` largest-magnitude entries,
+    then per entry the elected sign (sum of mass) and the mean of the agreeing entries. ``dare_linear``: each
+    entry of v_i kept with probability ``density`` and divided by it, then the mean. ``dare_ties``: DARE drop,
+    then TIES sign consensus. DARE masks come from a generator seeded with ``seed``, tensors in name order.
+    """
+    if method not in ENSEMBLE_METHODS:
+        raise MergeError(f"unknown ensemble method {method!r}; choose one of {', '.join(ENSEMBLE_METHODS)}")
+    if not vectors:
+        raise MergeError("an ensemble needs at least one vector")
+    names = set(vectors[0])
+    for i, v in enumerate(vectors[1:], 1):
+        if set(v) != names:
+            diff = sorted(set(v) ^ names)
+            raise MergeError(f"ensemble vector {i} differs from vector 0 in tensor names, e.g. {diff[0]!r}")
+    if method != "task_arithmetic" and density is None:
+        raise MergeError(f"ensemble method {method!r} needs a density in (0, 1]")
+    gen = torch.Generator().manual_seed(seed)
+    weights = [1.0] * len(vectors)
+    out: Vector = {}
+    for name in sorted(names):
+        deltas = [v[name] for v in vectors]
+        for i, d in enumerate(deltas):
+            if d.shape != deltas[0].shape:
+                raise MergeError(f"tensor {name!r}: shape {list(d.shape)} in ensemble vector {i} but {list(deltas[0].shape)} in vector 0")
+        if method == "task_arithmetic":
+            out[name] = combine_deltas(deltas, weights, normalize=True)
+        elif method == "ties":
+            out[name] = combine_deltas([magnitude(d, density) for d in deltas], weights, consensus="sum", normalize=True)
+        elif method == "dare_linear":
+            out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, normalize=True)
+        else:  # dare_ties
+            out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, consensus="sum", normalize=True)
+    return out
+
+
+def vector_stats(vector: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor] | None = None) -> dict:
+    """Norms of a vector: total L2, encoder / decoder / other parts, number of tensors and entries; with
+    ``other``, the cosine similarity between the two vectors (flattened over common names)."""
+    groups = {"encoder": 0.0, "decoder": 0.0, "other": 0.0}
+    total = 0.0
+    numel = 0
+    for name, t in vector.items():
+        sq = float(t.double().pow(2).sum())
+        total += sq
+        numel += t.numel()
+        g = "encoder" if ".encoder." in f".{name}" else "decoder" if ".decoder." in f".{name}" else "other"
+        groups[g] += sq
+    out = {
+        "l2": math.sqrt(total),
+        "l2_by_part": {k: math.sqrt(v) for k, v in groups.items()},
+        "tensors": len(vector),
+        "entries": numel,
+    }
+    if other is not None:
+        dot = a2 = b2 = 0.0
+        for name in vector.keys() & other.keys():
+            a, b = vector[name].double().reshape(-1), other[name].double().reshape(-1)
+            dot += float(a @ b)
+            a2 += float(a @ a)
+            b2 += float(b @ b)
+        out["cosine"] = dot / math.sqrt(a2 * b2) if a2 > 0 and b2 > 0 else 0.0
+    return out
+
+
+def save_vector(vector: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a vector as one ``.safetensors`` file (atomically), string ``metadata`` in its header."""
+    from safetensors.torch import save
+
+    path = Path(path)
+    blob = save({k: v.contiguous() for k, v in vector.items()}, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    with atomic_file(path, "wb") as fh:
+        fh.write(blob)
+    return path
+
+
+def load_vector(path: str | os.PathLike) -> Vector:
+    """Read a vector written by ``save_vector`` (or any single ``.safetensors`` file of tensors)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"vector file {path} does not exist")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError for a damaged file
+        raise CheckpointError(f"cannot read vector file {path}: {exc}") from None
+
+
+def save_analogy_model(
+    target_synthetic_dir: str | os.PathLike, vector: Mapping[str, torch.Tensor], lam: float, out_dir: str | os.PathLike,
+    *, force: bool = False,
+) -> Path:
+    """Write θ_C + λ·v as a model directory (weights, plus config / processor files copied from θ_C's)."""
+    state = apply_analogy(target_synthetic_dir, vector, lam)
+    out = save_checkpoint(state, out_dir, copy_files_from=target_synthetic_dir, force=force)
+    with atomic_file(Path(out) / "analogy.json") as fh:
+        json.dump({"target_synthetic": str(target_synthetic_dir), "lambda": float(lam)}, fh, indent=1)
+    return out
+
+
+class LambdaModel:
+    """A loaded θ_C whose weights are set to θ_C + λ·v in place, for λ sweeps without writing models.
+
+    ``model`` is a loaded transformers model holding θ_C; ``c_state`` the state dict θ_C as saved (names as
+    in the checkpoint); ``vector`` the Synthetic2Real vector. ``set(λ)`` writes θ_C + λ·v into the model's
+    parameters (tied parameters share storage, so each is written once per name).
+    """
+
+    def __init__(self, model, c_state: Mapping[str, torch.Tensor], vector: Mapping[str, torch.Tensor]):
+        self.model = model
+        self.c_state = {k: v for k, v in c_state.items() if k in vector}
+        self.vector = vector
+        params = model.state_dict(keep_vars=True)
+        missing = [n for n in vector if n not in params]
+        if missing:
+            raise MergeError(f"vector tensor {missing[0]!r} is not a parameter of the loaded model ({len(missing)} such names)")
+        for n in vector:
+            if n not in self.c_state:
+                raise MergeError(f"vector tensor {n!r} is not in θ_C's checkpoint")
+            if tuple(params[n].shape) != tuple(vector[n].shape):
+                raise MergeError(f"tensor {n!r}: shape {list(params[n].shape)} in the model but {list(vector[n].shape)} in the vector")
+        self._params = {n: params[n] for n in vector}
+        self.lam: float | None = None
+
+    @torch.no_grad()
+    def set(self, lam: float) -> None:
+        """Set the model's weights to θ_C + λ·v."""
+        for n, p in self._params.items():
+            p.data.copy_(apply(self.c_state[n], self.vector[n], float(lam)))
+        self.lam = float(lam)
