@@ -329,6 +329,65 @@ def prep_slurp(slurp_dir, out_dir, subsets, audio_dir, headset_only, resample, f
             resample=resample, force=force, echo=click.echo)
 
 
+def _tts_options(items: tuple[str, ...]) -> dict:
+    """--option KEY=VALUE pairs; true/false, integers and decimals are converted."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise click.UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        low = value.strip().lower()
+        out[key.strip()] = True if low == "true" else False if low == "false" else _number_or_text(value.strip())
+    return out
+
+
+def _number_or_text(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+@main.command("synthesize")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--backend", "-b", default="piper", show_default=True, help="piper, hibari, espeak, coqui, transformers.")
+@click.option("--voice", "-v", "voices", multiple=True, help="Repeatable or comma-separated; default: the backend's.")
+@click.option("--samples-per-sentence", "-n", type=int, default=1, show_default=True)
+@click.option("--speed", "speeds", type=float, multiple=True, help="Speed factor (1.0 = the voice's pace); repeatable.")
+@click.option("--pitch", "pitches", type=float, multiple=True, help="Pitch shift in semitones; repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", "-j", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option("--channel", "channels", multiple=True, help="telephone | noise:snr_db=20 | reverb:rt60=0.3; repeat to chain.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Default ~/.cache/asr_analogy/tts.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backend option (model=DIR, ...).")
+@click.option("--no-normalize", is_flag=True, help="Speak the text as is (no English number/symbol spelling).")
+@click.option("--force", is_flag=True, help="Replace a finished OUT_DIR made with other settings.")
+def synthesize_cmd(input_path, out_dir, backend, voices, samples_per_sentence, speeds, pitches, seed, workers, channels,
+                   cache_dir, options, no_normalize, force):
+    """Synthesize INPUT (a text file, one sentence a line, or a JSONL manifest's `text`) into OUT_DIR:
+    16 kHz wavs, manifest.jsonl (source: synthetic) and skipped.jsonl."""
+    from asr_analogy.speech.tts import synthesize
+    from asr_analogy.speech.tts.pipeline import iter_voices
+
+    synthesize(input_path, out_dir, backend=backend, voices=iter_voices(voices), samples_per_sentence=samples_per_sentence,
+               seed=seed, workers=workers, channel=list(channels) or None, cache_dir=cache_dir, speeds=list(speeds),
+               pitches=list(pitches), normalize=not no_normalize, backend_options=_tts_options(options), force=force)
+
+
+@main.command("list-voices")
+@click.option("--backend", "-b", default="piper", show_default=True)
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE", help="Backend option (model=DIR, ...).")
+def list_voices_cmd(backend, options):
+    """Voices of a TTS backend that are installed (nothing is downloaded)."""
+    from asr_analogy.speech.tts import list_voices
+
+    for voice in list_voices(backend, **_tts_options(options)):
+        click.echo(voice)
+
+
 # ---- syn2real ----------------------------------------------------------------------------------------------
 
 

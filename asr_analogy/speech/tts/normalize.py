@@ -314,6 +314,8 @@ def normalize_for_tts(text: str, *, check: bool = True) -> str:
     """
     if not isinstance(text, str):
         raise TextError(f"text must be a string, got {type(text).__name__}", reason="empty_text")
+    if check and not any(ch.isalnum() for ch in text):  # before the symbol rules turn "@@@" into "at at at"
+        check_speakable(text)
     out = _fold_accents(unicodedata.normalize("NFKC", text))
     for rule in RULES:
         out = rule.pattern.sub(rule.repl, out)
