@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asr_analogy.errors import CheckpointError, ConfigError, OutputExistsError
 
@@ -95,6 +95,7 @@ class FinetuneConfig(BaseModel):
     vocab: str | None = None  # Wav2Vec2: vocab.json path, "manifest" (build from transcripts), None: the model's own if any, else "manifest"
     generation_max_length: int = Field(128, gt=0)  # Whisper: max tokens when decoding the dev set
     generation_num_beams: int = Field(1, gt=0)  # Whisper: beams when decoding the dev set
+    wer_normalizer: str = "whisper_english"  # text normalizer of the dev WER (see asr_analogy.speech.metrics)
 
     # -- schedule of logs, evaluation, checkpoints --
     logging_steps: int = Field(10, gt=0)  # log loss and learning rate every N steps
@@ -107,6 +108,15 @@ class FinetuneConfig(BaseModel):
     # -- run control --
     resume: bool = False  # continue from the last checkpoint in checkpoints_dir, if any
     force: bool = False  # replace an existing output_dir and discard old checkpoints
+
+    @field_validator("wer_normalizer")
+    @classmethod
+    def _known_normalizer(cls, value: str) -> str:
+        from asr_analogy.speech.metrics import NORMALIZERS
+
+        if value not in NORMALIZERS:
+            raise ValueError(f"unknown normalizer {value!r}; choose one of {', '.join(NORMALIZERS)}")
+        return value
 
     @model_validator(mode="after")
     def _check(self):
@@ -196,22 +206,16 @@ def detect_model_type(name: str) -> str:
 # WER on the dev set
 
 
-def _normalize(text: str) -> str:
-    import re
+def word_error_rate(references: list[str], hypotheses: list[str], normalizer: str = "whisper_english") -> float:
+    """Corpus WER as a fraction (``asr_analogy.speech.metrics.evaluate``, the same normalizer on both sides).
 
-    text = re.sub(r"[^\w\s']", " ", text.lower())
-    return " ".join(text.split())
+    0.0 when the normalized references hold no words at all.
+    """
+    from asr_analogy.speech.metrics import evaluate
 
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER as a fraction (errors / reference words) after lower-casing and removing punctuation."""
-    import jiwer
-
-    pairs = [(_normalize(r), _normalize(h)) for r, h in zip(references, hypotheses)]
-    pairs = [(r, h) for r, h in pairs if r]
-    if not pairs:
-        return 0.0
-    return float(jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]))
+    records = [{"text": r, "hypothesis": h} for r, h in zip(references, hypotheses)]
+    wer = evaluate(records, normalizer=normalizer, by=None, bootstrap=0)["wer"]
+    return 0.0 if wer is None else float(wer)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -261,7 +265,7 @@ def _setup_whisper(cfg: FinetuneConfig, model_name: str) -> _Setup:
         labels = np.where(pred.label_ids < 0, tokenizer.pad_token_id, pred.label_ids)
         hyps = tokenizer.batch_decode(ids, skip_special_tokens=True)
         refs = tokenizer.batch_decode(labels, skip_special_tokens=True)
-        return {"wer": word_error_rate(refs, hyps)}
+        return {"wer": word_error_rate(refs, hyps, cfg.wer_normalizer)}
 
     return _Setup(model, processor, collator, compute_metrics, seq2seq=True)
 
@@ -295,7 +299,7 @@ def _setup_wav2vec2(cfg: FinetuneConfig, model_name: str, texts: list[str]) -> _
         labels = np.where(pred.label_ids < 0, tokenizer.pad_token_id, pred.label_ids)
         hyps = tokenizer.batch_decode(ids)
         refs = tokenizer.batch_decode(labels, group_tokens=False)
-        return {"wer": word_error_rate(refs, hyps)}
+        return {"wer": word_error_rate(refs, hyps, cfg.wer_normalizer)}
 
     return _Setup(model, processor, collator, compute_metrics, preprocess_logits)
 

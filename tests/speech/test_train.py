@@ -268,6 +268,15 @@ def test_conformer_ctc_finetune_through_the_cli(chirps, conformer_base, tmp_path
     assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
 
 
+def test_dev_wer_uses_the_metrics_normalizer_on_both_sides():
+    from asr_analogy.speech.train import word_error_rate
+
+    # Whisper's English normalizer: "one" -> "1", punctuation and case dropped. Errors: "sales"/"sale" (1
+    # substitution) and "goodbye" deleted (1 deletion) over 5 reference words -> 0.4.
+    assert word_error_rate(["Press one, for sales!", "Goodbye."], ["press 1 for sale", ""]) == pytest.approx(0.4)
+    assert word_error_rate(["Press one"], ["press 1"], "lower_punct") == pytest.approx(0.5)
+
+
 # ---- error paths: a clear message naming the key/file, exit status 2, nothing written ------------------------
 
 BAD_CONFIGS = [
@@ -277,6 +286,7 @@ BAD_CONFIGS = [
     ({"eval_steps": 3, "save_steps": 4}, "save_steps (4) must be a multiple of eval_steps (3)"),
     ({"model_type": "wav2vec2_conformer", "audio_context_s": 4}, "audio_context_s applies to Whisper only"),
     ({"train_manifest": None}, "key 'train_manifest' in {cfg}"),
+    ({"wer_normalizer": "fancy"}, "key 'wer_normalizer' in {cfg}: Value error, unknown normalizer 'fancy'"),
 ]
 
 
