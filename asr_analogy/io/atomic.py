@@ -64,7 +64,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     anything is written. With ``force``, the old directory is replaced only after the new one is complete.
     On an exception the temporary directory is removed and ``path`` is left as it was.
     """
-    path = Path(path)
+    path = Path(path).absolute()  # the yielded temp dir is absolute, so paths recorded inside it never go stale
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -491,3 +491,13 @@ def test_real_corpus_counts_match_transcripts(real_corpus):
         want = dict(zip(("train", "dev", "test"), split_counts(n, (0.7, 0.1, 0.2))))
         for split in ("dev", "test"):
             assert abs(splits[split] - want[split]) <= 2, (domain, splits, want)
+
+
+def test_relative_out_dir_gives_manifest_paths_that_resolve(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = ivr_prompts.prepare("rel/ivr", from_dir=tree, echo=None)
+    for line in (tmp_path / "rel" / "ivr" / "manifest.jsonl").read_text().splitlines():
+        raw = json.loads(line)["audio_filepath"]
+        assert raw.startswith("audio/"), raw  # relative to the manifest, not to a temporary directory
+    for rec in read_manifest(tmp_path / manifest):
+        assert Path(rec["audio_filepath"]).is_file()

@@ -75,3 +75,10 @@ def test_outputs_get_umask_permissions_not_tempfile_ones(tmp_path):
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_dir_yields_an_absolute_temp_path_for_a_relative_target(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with atomic_dir("out") as tmp:
+        assert tmp.is_absolute()
+    assert (tmp_path / "out").is_dir()
