@@ -50,10 +50,14 @@ def preparer_exists(preparer: str) -> bool:
 
 def register_tts_backend(backend: str) -> str:
     """A ``module:Class`` backend is registered under that string and its name returned; names pass through."""
-    if ":" in backend:
-        from asr_analogy.speech.tts.base import register_backend
+    from asr_analogy.speech.tts.base import backend_class, register_backend
 
+    if ":" in backend:
         register_backend(backend, backend)
+    try:
+        backend_class(backend)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"synthesis.backend '{backend}' cannot be imported ({exc})") from None
     return backend
 
 
@@ -80,13 +84,14 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
     return load_asr_model(model_dir, device)
 
 
-def transcribe(model, records: list[dict], *, processor=None, out_jsonl=None, batch_size=16, num_beams=1, device="cpu"):
+def transcribe(model, records: list[dict], *, processor=None, out_jsonl=None, batch_size=16, num_beams=1, device="cpu",
+               max_new_tokens=None):
     """``asr_analogy.speech.transcribe.transcribe`` on in-memory records; returns records with ``hypothesis``."""
     from asr_analogy.speech.transcribe import transcribe as run
 
     return run(
         model, [dict(r) for r in records], out_jsonl, processor=processor, batch_size=batch_size,
-        num_beams=num_beams, device=device, progress=False,
+        num_beams=num_beams, device=device, max_new_tokens=max_new_tokens, progress=False,
     )
 
 

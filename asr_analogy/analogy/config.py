@@ -106,7 +106,7 @@ class FinetuneSettings(_Section):
     grad_accum: int = Field(default=1, ge=1)
     warmup_steps: int = Field(default=0, ge=0)
     freeze_encoder: bool = False
-    audio_context_s: float | None = Field(default=None, gt=0)  # shorter Whisper encoder window (seconds)
+    audio_context_s: int | None = Field(default=None, ge=1, le=30)  # shorter Whisper encoder window (whole seconds)
     select_best: bool = False  # keep the checkpoint with the best WER on *source* real dev (never target)
     eval_steps: int | None = Field(default=None, ge=1)
     seed: int = 0
@@ -158,6 +158,7 @@ class EvaluateConfig(_Section):
     seed: int = 0
     batch_size: int = Field(default=16, ge=1)
     num_beams: int = Field(default=1, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1)  # cap on generated tokens per clip (None: the model's)
     test_split: str = "test"
     lambda_curve: bool = True  # also score the λ grid on target test, for the WER-vs-λ plot (reporting only)
 

@@ -185,6 +185,7 @@ def build_plan(cfg: RecipeConfig, counts: dict[str, int], voices: list[str] | No
         return (DataSpec("real", src, "dev"),) if ft.select_best else ()
 
     ts = ft.target_stage
+    sched = {"max_steps": ft.max_steps, "num_epochs": ft.num_epochs}  # schedule of the jobs started from the base
     tgt_steps = ts.max_steps if ts.max_steps is not None else ft.max_steps
     tgt_epochs = ts.num_epochs if ts.num_epochs is not None else ft.num_epochs
 
@@ -197,27 +198,27 @@ def build_plan(cfg: RecipeConfig, counts: dict[str, int], voices: list[str] | No
     def suite(target: str, src: list[str], upper_bound: bool) -> Suite:
         s = tuple(sorted(src))
         dev = dev_for(s)
-        a = add(Job("A", "base", (DataSpec("synthetic", s),), dev=dev))
-        b = add(Job("B", "base", (DataSpec("real", s),), dev=dev))
+        a = add(Job("A", "base", (DataSpec("synthetic", s),), **sched, dev=dev))
+        b = add(Job("B", "base", (DataSpec("real", s),), **sched, dev=dev))
         if ft.c_init == "source":
-            sk = add(Job("S", "base", (DataSpec("real", s), DataSpec("synthetic", s)), dev=dev))
+            sk = add(Job("S", "base", (DataSpec("real", s), DataSpec("synthetic", s)), **sched, dev=dev))
             c = add(Job("C", sk, (DataSpec("synthetic", (target,)),), ts.lr_scale, tgt_steps, tgt_epochs, dev=dev))
             ub = add(Job("UB", sk, (DataSpec("real", (target,)),), ts.lr_scale, tgt_steps, tgt_epochs, dev=dev)) if upper_bound else None
         else:
             sk = None
-            c = add(Job("C", "base", (DataSpec("synthetic", (target,)),), dev=dev))
-            ub = add(Job("UB", "base", (DataSpec("real", (target,)),), dev=dev)) if upper_bound else None
+            c = add(Job("C", "base", (DataSpec("synthetic", (target,)),), **sched, dev=dev))
+            ub = add(Job("UB", "base", (DataSpec("real", (target,)),), **sched, dev=dev)) if upper_bound else None
         pairs: list[tuple[str, str, str]] = []
         if ens.enabled and ens.by == "voice":
             for v in voices or []:
-                av = add(Job("A_voice", "base", (DataSpec("synthetic", s, voices=(v,)),), dev=dev))
+                av = add(Job("A_voice", "base", (DataSpec("synthetic", s, voices=(v,)),), **sched, dev=dev))
                 pairs.append((f"voice {v}", av, b))
         elif ens.enabled and ens.by == "domain":
             if len(s) < 2:
                 raise ConfigError(f"{cfg.source_path or 'recipe'}: ensemble.by 'domain' needs at least two source domains for '{target}', got {list(s)}")
             for dom in s:
-                ad = add(Job("A_domain", "base", (DataSpec("synthetic", (dom,)),), dev=dev))
-                bd = add(Job("B_domain", "base", (DataSpec("real", (dom,)),), dev=dev))
+                ad = add(Job("A_domain", "base", (DataSpec("synthetic", (dom,)),), **sched, dev=dev))
+                bd = add(Job("B_domain", "base", (DataSpec("real", (dom,)),), **sched, dev=dev))
                 pairs.append((f"domain {dom}", ad, bd))
         return Suite(target, s, a, b, c, sk, ub, pairs)
 

@@ -88,6 +88,59 @@ def voices_by_backend(default_backend: str, voices: list[str] | None) -> dict[st
     return out or {default_backend: []}
 
 
+class _Decoder:
+    """Transcribes records with θ (a model directory) or θ_C + λ·v, keeping one model loaded at a time and
+    remembering results, so a λ curve, C (λ = 0) and the selected system never decode the same thing twice."""
+
+    KEEP = 2  # models kept loaded (θ_C and one other, e.g. the upper bound)
+
+    def __init__(self, recipe: "Syn2RealRecipe"):
+        self.recipe = recipe
+        self.loaded: dict[str, tuple] = {}  # model dir → (model, processor, LambdaModel), oldest first
+        self.vectors: dict[str, dict] = {}
+        self.memo: dict[tuple, list[dict]] = {}
+
+    def _load(self, model_dir: str) -> tuple:
+        if model_dir in self.loaded:
+            self.loaded[model_dir] = self.loaded.pop(model_dir)
+            return self.loaded[model_dir]
+        from asr_analogy.analogy.vectors import LambdaModel
+        from asr_analogy.io.checkpoint import load_state_dict
+
+        while len(self.loaded) >= self.KEEP:
+            self.loaded.pop(next(iter(self.loaded)))
+        model, processor = _deps.load_model(model_dir, self.recipe.cfg.device)
+        self.loaded[model_dir] = (model, processor, LambdaModel(model, load_state_dict(model_dir)))
+        return self.loaded[model_dir]
+
+    def _vector(self, path: Path) -> dict:
+        from asr_analogy.analogy.vectors import load_vector
+
+        key = str(path)
+        if key not in self.vectors:
+            self.vectors = {key: load_vector(path)}  # one vector in memory at a time is enough
+        return self.vectors[key]
+
+    def hyps(self, model_dir, records: list[dict], vector_file: Path | None = None, lam: float = 0.0) -> list[dict]:
+        """Records with ``hypothesis`` from θ (``vector_file`` None or λ = 0) or θ + λ·v."""
+        ev = self.recipe.cfg.evaluate
+        model_dir = str(model_dir)
+        use_vector = vector_file is not None and float(lam) != 0.0
+        key = (model_dir, str(vector_file) if use_vector else None, float(lam) if use_vector else 0.0,
+               tuple(r.get("id") or r["audio_filepath"] for r in records))
+        if key not in self.memo:
+            model, processor, lm = self._load(model_dir)
+            if use_vector:
+                lm.set(float(lam), self._vector(vector_file))
+            elif lm.lam not in (None, 0.0):
+                lm.reset()
+            self.memo[key] = _deps.transcribe(
+                model, records, processor=processor, batch_size=ev.batch_size, num_beams=ev.num_beams,
+                device=self.recipe.cfg.device, max_new_tokens=ev.max_new_tokens,
+            )
+        return [dict(r) for r in self.memo[key]]
+
+
 class Syn2RealRecipe:
     """One experiment: a validated config, its output directory and its stages."""
 
@@ -101,6 +154,7 @@ class Syn2RealRecipe:
         self.syn_manifest = self.syn_dir / "manifest.jsonl"
         self._plan: Plan | None = None
         self._base_dir: str | None = None
+        self.decoder = _Decoder(self)
         self.runner = StageRunner(
             self.out,
             [
@@ -185,6 +239,9 @@ class Syn2RealRecipe:
         else:
             ok = "" if _deps.preparer_exists(c.preparer) else "  (module not found!)"
             src = f"data_prep.{c.preparer}.prepare(from_dir={c.from_dir}){ok}"
+            from_dir = self.cfg.resolve_path(c.from_dir)
+            if from_dir and not Path(from_dir).exists():
+                src += f"  (note: corpus.from_dir {from_dir} does not exist here; set it with --set corpus.from_dir=...)"
         lim = f", drop clips > {c.max_duration_s:g} s" if c.max_duration_s else ""
         return [f"real speech from {src}{lim}"]
 
@@ -214,6 +271,9 @@ class Syn2RealRecipe:
             kept.append({**r, "source": "real"})
         if not kept:
             raise ManifestError(f"{src}: no utterance left (max_duration_s={c.max_duration_s})")
+        from asr_analogy.analogy.plan import resolve_domains
+
+        resolve_domains(self.cfg, domain_counts(kept, "train"))  # the configured domains exist: checked before writing
         # prep only copies metadata; no audio is decoded here
         access._log({"consumer": "prep", "purpose": "partition", "file": str(src), "n": len(kept),
                      "domains": sorted({r["domain"] for r in kept}), "splits": sorted({r["split"] for r in kept}),
@@ -431,7 +491,8 @@ class Syn2RealRecipe:
         lam = self.cfg.lambda_
         ev = self.cfg.evaluate
         ids = [r.get("id") or r["audio_filepath"] for r in records]
-        key = _hash({"C": c_key, "v": vid, "ids": ids, "grid": lam.grid, "norm": ev.normalizer, "beams": ev.num_beams})
+        key = _hash({"C": c_key, "v": vid, "ids": ids, "grid": lam.grid, "norm": ev.normalizer, "beams": ev.num_beams,
+                     "max_new_tokens": ev.max_new_tokens})
         path = self.out / "lambda" / "sweeps" / f"{key}.json"
         if path.is_file():
             return _read_json(path)
@@ -441,21 +502,11 @@ class Syn2RealRecipe:
         _write_json(path, out)
         return out
 
-    def _decode_curve(self, c_dir: Path, vector_file: Path, records: list[dict], grid: list[float],
-                      hyps_dir: Path | None = None) -> list[dict]:
-        from asr_analogy.analogy.vectors import LambdaModel, load_vector
-        from asr_analogy.io.checkpoint import load_state_dict
-
+    def _decode_curve(self, c_dir: Path, vector_file: Path, records: list[dict], grid: list[float]) -> list[dict]:
         ev = self.cfg.evaluate
-        model, processor = _deps.load_model(c_dir, self.cfg.device)
-        lm = LambdaModel(model, load_state_dict(c_dir), load_vector(vector_file))
         out = []
         for lam in grid:
-            lm.set(lam)
-            hyps = _deps.transcribe(model, records, processor=processor, batch_size=ev.batch_size,
-                                    num_beams=ev.num_beams, device=self.cfg.device)
-            if hyps_dir is not None:
-                write_manifest(hyps, hyps_dir / f"lambda_{lam:g}.jsonl", relative=False)
+            hyps = self.decoder.hyps(c_dir, records, vector_file, lam)
             m = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=0)
             out.append({"lambda": lam, "wer": m["wer"], "cer": m["cer"]})
             self.echo(f"    λ={lam:<5g} WER {100 * m['wer']:.2f} %")
@@ -562,23 +613,15 @@ class Syn2RealRecipe:
             for sysd in self.systems_for(tp):
                 name = sysd["system"]
                 spec = {**sysd, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed,
-                        "beams": ev.num_beams, "n": len(recs)}
+                        "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens, "n": len(recs)}
                 mpath = edir / "metrics" / f"{name}.json"
                 if mpath.is_file() and _read_json(mpath).get("spec") == spec:
                     summary[t][name] = _read_json(mpath)["wer"]
                     continue
                 self.echo(f"[evaluate] {t}: {SYSTEM_LABELS[name]}" + (f" (λ={sysd['lambda']:g})" if "lambda" in sysd else ""))
                 model_dir = self.base_dir if sysd["model"] == "base" else str(self.model_dir(sysd["model"]))
-                if "vector" in sysd:
-                    from asr_analogy.analogy.vectors import LambdaModel, load_vector
-                    from asr_analogy.io.checkpoint import load_state_dict
-
-                    model, processor = _deps.load_model(model_dir, self.cfg.device)
-                    LambdaModel(model, load_state_dict(model_dir), load_vector(self.vector_path(sysd["vector"]))).set(sysd["lambda"])
-                else:
-                    model, processor = _deps.load_model(model_dir, self.cfg.device)
-                hyps = _deps.transcribe(model, recs, processor=processor, batch_size=ev.batch_size,
-                                        num_beams=ev.num_beams, device=self.cfg.device)
+                vfile = self.vector_path(sysd["vector"]) if "vector" in sysd else None
+                hyps = self.decoder.hyps(model_dir, recs, vfile, sysd.get("lambda", 0.0))
                 write_manifest(hyps, edir / "hyps" / f"{name}.jsonl", relative=False)
                 m = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
                 m = {**m, "spec": spec, "system": name, "label": SYSTEM_LABELS[name], "target": t}
@@ -588,7 +631,7 @@ class Syn2RealRecipe:
                 ids = self.suite_vectors(tp.main)
                 cpath = edir / "lambda_curve.json"
                 spec = {"C": tp.main.C, "v": ids["syn2real"], "grid": self.cfg.lambda_.grid, "n": len(recs),
-                        "normalizer": ev.normalizer}
+                        "normalizer": ev.normalizer, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens}
                 if not (cpath.is_file() and _read_json(cpath).get("spec") == spec):
                     self.echo(f"[evaluate] {t}: WER vs λ on test (for the plot; the selection never sees it)")
                     curve = self._decode_curve(self.model_dir(tp.main.C), self.vector_path(ids["syn2real"]), recs,

@@ -45,7 +45,7 @@ def collect_results(recipe) -> dict:
             systems.append({
                 "system": sysd["system"], "label": m.get("label", sysd["system"]), "lambda": sysd.get("lambda"),
                 "wer": m["wer"], "cer": m["cer"], "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
-                "n_words": m.get("n_words") or m.get("reference_words"),
+                "n_words": m.get("n_ref_words"),
             })
         wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
         for s in systems:

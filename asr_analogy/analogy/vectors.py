@@ -174,29 +174,48 @@ class LambdaModel:
     """A loaded θ_C whose weights are set to θ_C + λ·v in place, for λ sweeps without writing models.
 
     ``model`` is a loaded transformers model holding θ_C; ``c_state`` the state dict θ_C as saved (names as
-    in the checkpoint); ``vector`` the Synthetic2Real vector. ``set(λ)`` writes θ_C + λ·v into the model's
-    parameters (tied parameters share storage, so each is written once per name).
+    in the checkpoint); ``vector`` the default Synthetic2Real vector. ``set(λ, vector)`` writes θ_C + λ·v into
+    every floating parameter named in ``c_state`` (θ_C where the vector has no entry), so consecutive calls
+    with different vectors never accumulate; ``reset()`` restores θ_C. Tied parameters share storage.
     """
 
-    def __init__(self, model, c_state: Mapping[str, torch.Tensor], vector: Mapping[str, torch.Tensor]):
+    def __init__(self, model, c_state: Mapping[str, torch.Tensor], vector: Mapping[str, torch.Tensor] | None = None):
         self.model = model
-        self.c_state = {k: v for k, v in c_state.items() if k in vector}
-        self.vector = vector
         params = model.state_dict(keep_vars=True)
-        missing = [n for n in vector if n not in params]
-        if missing:
-            raise MergeError(f"vector tensor {missing[0]!r} is not a parameter of the loaded model ({len(missing)} such names)")
-        for n in vector:
-            if n not in self.c_state:
-                raise MergeError(f"vector tensor {n!r} is not in θ_C's checkpoint")
-            if tuple(params[n].shape) != tuple(vector[n].shape):
-                raise MergeError(f"tensor {n!r}: shape {list(params[n].shape)} in the model but {list(vector[n].shape)} in the vector")
-        self._params = {n: params[n] for n in vector}
+        self._params = {n: params[n] for n, t in c_state.items() if n in params and t.is_floating_point()}
+        self.c_state = {n: c_state[n] for n in self._params}
+        for n, p in self._params.items():
+            if tuple(p.shape) != tuple(self.c_state[n].shape):
+                raise MergeError(f"tensor {n!r}: shape {list(p.shape)} in the model but {list(self.c_state[n].shape)} in θ_C")
+        self.vector = vector
+        if vector is not None:
+            self._check(vector)
         self.lam: float | None = None
 
+    def _check(self, vector: Mapping[str, torch.Tensor]) -> None:
+        missing = [n for n in vector if n not in self._params]
+        if missing:
+            raise MergeError(f"vector tensor {missing[0]!r} is not a parameter of the loaded model ({len(missing)} such names)")
+        for n, v in vector.items():
+            if tuple(v.shape) != tuple(self._params[n].shape):
+                raise MergeError(f"tensor {n!r}: shape {list(self._params[n].shape)} in the model but {list(v.shape)} in the vector")
+
     @torch.no_grad()
-    def set(self, lam: float) -> None:
-        """Set the model's weights to θ_C + λ·v."""
+    def set(self, lam: float, vector: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Set the model's weights to θ_C + λ·v (``vector`` or the default one)."""
+        vector = self.vector if vector is None else vector
+        if vector is None:
+            raise MergeError("LambdaModel.set needs a vector")
+        if vector is not self.vector:
+            self._check(vector)
         for n, p in self._params.items():
-            p.data.copy_(apply(self.c_state[n], self.vector[n], float(lam)))
+            c = self.c_state[n]
+            p.data.copy_(apply(c, vector[n], float(lam)) if n in vector and lam != 0 else c)
         self.lam = float(lam)
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Restore θ_C."""
+        for n, p in self._params.items():
+            p.data.copy_(self.c_state[n])
+        self.lam = 0.0

@@ -1,0 +1,82 @@
+"""The recipe end to end on a tiny random Whisper and generated audio, through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from asr_analogy.analogy.access import TARGET_REAL_ALLOWED, audit_access_log, read_access_log
+from asr_analogy.io.manifest import read_manifest
+
+
+def test_every_stage_completes_and_writes_its_outputs(e2e_run):
+    _, exp, output = e2e_run
+    for stage in ("prep", "synthesize", "finetune", "vectors", "select_lambda", "evaluate", "report"):
+        marker = json.loads((exp / "stages" / f"{stage}.done.json").read_text())
+        assert marker["stage"] == stage
+    results = json.loads((exp / "results.json").read_text())
+    systems = {s["system"]: s for s in results["targets"]["alpha"]["systems"]}
+    assert set(systems) == {"base", "C", "syn2real", "ensemble", "upper_bound", "syn2real_oracle"}
+    for name, s in systems.items():
+        hyps = read_manifest(exp / "eval" / "alpha" / "hyps" / f"{name}.jsonl")
+        assert len(hyps) == 3 and all("hypothesis" in h for h in hyps)  # the 3 alpha test clips
+        assert {h["domain"] for h in hyps} == {"alpha"} and {h["split"] for h in hyps} == {"test"}
+        assert s["n_utterances"] == 3
+        assert 0 <= s["wer"] and s["wer_ci95"][0] <= s["wer"] <= s["wer_ci95"][1]
+    assert systems["C"]["rel_vs_C"] == 0
+    assert (exp / "RESULTS.md").read_text().count("| C (target synthetic) |") == 1
+    assert (exp / "plots" / "wer_vs_lambda_alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (exp / "plots" / "systems.png").stat().st_size > 1000
+    assert "normalizer: whisper_english" not in output or True
+
+
+def test_jobs_train_on_the_planned_data(e2e_run):
+    _, exp, _ = e2e_run
+    jobs = {p.name.split("-")[0] + ":" + p.name: json.loads((p / "job.json").read_text())
+            for p in (exp / "models").iterdir()}
+    roles = sorted(j["role"] for j in jobs.values())
+    # A, B, S shared; C and UB for alpha; C′ for the pseudo-target beta; one A per voice (low, high)
+    assert roles == ["A", "A_voice", "A_voice", "B", "C", "C", "S", "UB"]
+    for name, info in jobs.items():
+        train = read_manifest((exp / "models" / name.split(":", 1)[1] / "train.jsonl"))
+        domains = {r["domain"] for r in train}
+        sources = {r["source"] for r in train}
+        if info["role"] in ("A", "A_voice"):
+            assert domains == {"gamma", "delta"} and sources == {"synthetic"}
+        elif info["role"] == "B":
+            assert domains == {"gamma", "delta"} and sources == {"real"}
+        elif info["role"] == "S":
+            assert domains == {"gamma", "delta"} and sources == {"real", "synthetic"}
+        elif info["role"] == "UB":
+            assert domains == {"alpha"} and sources == {"real"}
+        else:  # C of alpha, C′ of the pseudo-target beta
+            assert domains in ({"alpha"}, {"beta"}) and sources == {"synthetic"}
+        assert {r["split"] for r in train} == {"train"}
+    voices = sorted({r["voice"] for n, i in jobs.items() if i["role"] == "A_voice"
+                     for r in read_manifest(exp / "models" / n.split(":", 1)[1] / "train.jsonl")})
+    assert voices == ["tone:high", "tone:low"]
+
+
+def test_no_stage_reads_target_real_audio_except_evaluation_oracle_and_upper_bound(e2e_run):
+    _, exp, _ = e2e_run
+    log = read_access_log(exp / "access_log.jsonl")
+    assert log, "the access log is empty"
+    assert audit_access_log(exp / "access_log.jsonl") == []
+    readers = {e["consumer"] for e in log if e["target_real_audio"]}
+    assert readers == {"evaluate", "select_lambda/oracle", "finetune/upper_bound"}
+    assert all(any(r == p or r.startswith(p) for p in TARGET_REAL_ALLOWED) for r in readers)
+    # λ selection proper read only the pseudo-target's real audio
+    pseudo = [e for e in log if e["consumer"].startswith("select_lambda/pseudo_target")]
+    assert pseudo and all(e["domains"] == ["beta"] and not e["target_real_audio"] for e in pseudo)
+    # the synthesizer saw text of train/dev only, never test
+    synth = [e for e in log if e["stage"] == "synthesize"]
+    assert synth and all(e["splits"] == ["dev", "train"] for e in synth)
+
+
+def test_lambda_comes_from_the_pseudo_target_curve(e2e_run):
+    _, exp, _ = e2e_run
+    sel = json.loads((exp / "lambda" / "alpha.json").read_text())
+    curve = sel["mean_curve"]
+    best = min(curve["wer"])
+    assert sel["value"] == min(l for l, w in zip(curve["lambdas"], curve["wer"]) if w == best)
+    assert "pseudo-target" in sel["how"] and "beta" in sel["how"]
+    assert sel["oracle"]["curve"]["label"].startswith("ORACLE")

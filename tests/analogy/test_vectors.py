@@ -1,0 +1,159 @@
+"""Analogy maths on hand-computed tensors: θ_D = θ_C + λ(θ_B − θ_A), ensembles, in-place λ sweeps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from asr_analogy.analogy.vectors import (
+    LambdaModel,
+    apply_analogy,
+    ensemble_vector,
+    load_vector,
+    save_analogy_model,
+    save_vector,
+    syn2real_vector,
+    vector_stats,
+)
+from asr_analogy.errors import CheckpointError, MergeError
+
+
+def t(*xs):
+    return torch.tensor(xs, dtype=torch.float32)
+
+
+A = {"enc.w": t(1.0, 2.0), "dec.b": t(0.5), "step": torch.tensor([7])}
+B = {"enc.w": t(2.0, 0.0), "dec.b": t(1.5), "step": torch.tensor([7])}
+C = {"enc.w": t(0.0, 1.0), "dec.b": t(-1.0), "step": torch.tensor([3])}
+
+
+def test_syn2real_vector_is_b_minus_a_over_floating_tensors():
+    v = syn2real_vector(A, B)
+    assert set(v) == {"enc.w", "dec.b"}  # the integer buffer is not part of a vector
+    assert_close(v["enc.w"], t(1.0, -2.0))
+    assert_close(v["dec.b"], t(1.0))
+
+
+def test_analogy_by_hand():
+    d = apply_analogy(C, syn2real_vector(A, B), 0.5)
+    # θ_C + 0.5·(θ_B − θ_A) = [0, 1] + 0.5·[1, −2] = [0.5, 0];  −1 + 0.5·1 = −0.5
+    assert_close(d["enc.w"], t(0.5, 0.0))
+    assert_close(d["dec.b"], t(-0.5))
+    assert torch.equal(d["step"], torch.tensor([3]))  # non-floating tensors come from θ_C
+
+
+def test_invariants():
+    v = syn2real_vector(A, B)
+    assert_close(apply_analogy(C, v, 0.0)["enc.w"], C["enc.w"])  # λ = 0 → θ_C
+    assert all(float(x.abs().max()) == 0 for x in syn2real_vector(A, A).values())  # A = B → no move
+    there = apply_analogy(C, v, 0.7)
+    back = apply_analogy(there, v, -0.7)  # τ then −τ → θ_C
+    assert_close(back["enc.w"], C["enc.w"])
+    # float64 equals the direct formula exactly
+    a64 = {"w": torch.randn(5, 3, dtype=torch.float64)}
+    b64 = {"w": torch.randn(5, 3, dtype=torch.float64)}
+    c64 = {"w": torch.randn(5, 3, dtype=torch.float64)}
+    lam = 0.3
+    assert torch.equal(apply_analogy(c64, syn2real_vector(a64, b64), lam)["w"], c64["w"] + lam * (b64["w"] - a64["w"]))
+
+
+def test_shape_mismatch_names_the_tensor():
+    with pytest.raises(MergeError, match="enc.w"):
+        syn2real_vector(A, {**B, "enc.w": t(1.0, 2.0, 3.0)})
+
+
+def test_ensemble_task_arithmetic_is_the_mean():
+    v1, v2 = {"w": t(1.0, -2.0, 0.0)}, {"w": t(3.0, 2.0, 4.0)}
+    assert_close(ensemble_vector([v1, v2])["w"], t(2.0, 0.0, 2.0))
+
+
+def test_ensemble_ties_by_hand():
+    v1, v2 = {"w": t(1.0, -2.0, 0.0)}, {"w": t(3.0, -1.0, 4.0)}
+    # density 1: signs of the sums [4, −3, 4] → +, −, +; agreeing entries averaged; a zero never agrees
+    assert_close(ensemble_vector([v1, v2], "ties", density=1.0)["w"], t(2.0, -1.5, 4.0))
+    v1, v2 = {"w": t(1.0, -2.0, 0.0, 0.5)}, {"w": t(3.0, -1.0, 4.0, -2.0)}
+    # density 0.5 keeps the 2 largest magnitudes: v1 → [1, −2, 0, 0], v2 → [3, 0, 4, 0]
+    # sums [4, −2, 4, 0] → +, −, +, + (a tie counts as +); means [2, −2, 4, 0]
+    assert_close(ensemble_vector([v1, v2], "ties", density=0.5)["w"], t(2.0, -2.0, 4.0, 0.0))
+
+
+def test_ensemble_dare_keeps_or_rescales_each_entry():
+    v = {"w": torch.arange(1.0, 201.0)}
+    out = ensemble_vector([v], "dare_linear", density=0.5, seed=3)["w"]
+    kept = out != 0
+    assert_close(out[kept], 2.0 * v["w"][kept])  # survivors divided by the density
+    assert 50 < int(kept.sum()) < 150
+    assert torch.equal(out, ensemble_vector([v], "dare_linear", density=0.5, seed=3)["w"])  # seeded
+    assert_close(ensemble_vector([v], "dare_linear", density=1.0)["w"], v["w"])
+
+
+def test_ensemble_errors():
+    with pytest.raises(MergeError, match="density"):
+        ensemble_vector([{"w": t(1.0)}], "ties")
+    with pytest.raises(MergeError, match="tensor names"):
+        ensemble_vector([{"w": t(1.0)}, {"u": t(1.0)}])
+    with pytest.raises(MergeError, match="unknown ensemble method"):
+        ensemble_vector([{"w": t(1.0)}], "median")
+
+
+def test_vector_stats_by_hand():
+    v = {"model.encoder.w": t(3.0, 4.0), "model.decoder.b": t(12.0)}
+    s = vector_stats(v, {"model.encoder.w": t(3.0, 4.0), "model.decoder.b": t(0.0)})
+    assert s["l2"] == pytest.approx(13.0)
+    assert s["l2_by_part"] == pytest.approx({"encoder": 5.0, "decoder": 12.0, "other": 0.0})
+    assert s["cosine"] == pytest.approx(25.0 / (13.0 * 5.0))
+    assert s["entries"] == 3 and s["tensors"] == 2
+
+
+def test_vector_file_round_trip(tmp_path):
+    v = {"a": t(1.0, 2.0), "b": torch.ones(2, 2)}
+    path = save_vector(v, tmp_path / "v.safetensors", {"kind": "syn2real"})
+    back = load_vector(path)
+    assert set(back) == {"a", "b"} and torch.equal(back["b"], v["b"])
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_vector(tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00\x01")
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        load_vector(tmp_path / "bad.safetensors")
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+
+
+def test_lambda_model_sets_weights_in_place_without_accumulating():
+    torch.manual_seed(0)
+    m = _Tiny()
+    c_state = {k: v.clone() for k, v in m.state_dict().items()}
+    v1 = {"lin.weight": torch.tensor([[1.0, -1.0]]), "lin.bias": torch.tensor([2.0])}
+    v2 = {"lin.weight": torch.tensor([[0.0, 4.0]])}
+    lm = LambdaModel(m, c_state, v1)
+    lm.set(0.5)
+    assert_close(m.lin.weight.data, c_state["lin.weight"] + torch.tensor([[0.5, -0.5]]))
+    assert_close(m.lin.bias.data, c_state["lin.bias"] + 1.0)
+    lm.set(0.25, v2)  # another vector: from θ_C again, bias back to θ_C (v2 has no bias)
+    assert_close(m.lin.weight.data, c_state["lin.weight"] + torch.tensor([[0.0, 1.0]]))
+    assert_close(m.lin.bias.data, c_state["lin.bias"])
+    lm.reset()
+    assert torch.equal(m.lin.weight.data, c_state["lin.weight"])
+    with pytest.raises(MergeError, match="shape"):
+        lm.set(1.0, {"lin.weight": torch.zeros(3, 3)})
+    with pytest.raises(MergeError, match="not a parameter"):
+        lm.set(1.0, {"other.weight": torch.zeros(1)})
+
+
+def test_save_analogy_model_writes_a_loadable_directory(tmp_path, tiny_base):
+    from asr_analogy.io.checkpoint import load_state_dict
+
+    c = load_state_dict(tiny_base)
+    name = "model.decoder.layer_norm.bias"
+    v = {name: torch.ones_like(c[name])}
+    out = save_analogy_model(tiny_base, v, 0.25, tmp_path / "D")
+    d = load_state_dict(out)
+    assert_close(d[name], c[name] + 0.25)
+    other = "model.encoder.layer_norm.weight"
+    assert torch.equal(d[other], c[other])
+    assert (out / "config.json").is_file()
