@@ -20,13 +20,15 @@ sibling and renamed to ``output_dir``: a ``save_pretrained`` directory with mode
 ``finetune_data.json`` (skip reports of the manifests). An interrupted run leaves no ``output_dir``; run it
 again with ``--resume`` to continue from the last checkpoint (the step count continues).
 
-Several GPUs. The same command runs unchanged under a distributed launcher; ``batch_size`` is per device::
+Several GPUs. The same command runs unchanged under a distributed launcher (data-parallel DDP);
+``batch_size`` is per device, so the effective batch is ``batch_size × grad_accum × processes``::
 
     torchrun --nproc_per_node 4 -m asr_analogy finetune CONFIG.yaml
-    accelerate launch --num_processes 4 -m asr_analogy finetune CONFIG.yaml
+    accelerate launch --multi_gpu --num_processes 4 -m asr_analogy finetune CONFIG.yaml
 
-Every process decodes the manifests; only the main process writes the final directory and reports.
-``fp16``/``bf16`` apply only on CUDA devices (ignored with a warning on CPU).
+Every process decodes the manifests; only the main process writes checkpoints, the final directory and
+reports. Without CUDA, ``torchrun`` runs the processes on CPU (gloo backend). ``fp16``/``bf16`` apply only on
+CUDA devices (ignored with a warning on CPU).
 """
 
 from __future__ import annotations
@@ -338,8 +340,6 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
     first (existing output, stale checkpoints, manifests with no usable audio) and fail with an
     ``AsrAnalogyError`` before anything is written.
     """
-    from accelerate import PartialState
-
     from asr_analogy.speech.data import load_manifest_dataset
 
     if isinstance(config, (str, os.PathLike)):
@@ -396,11 +396,6 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
         dev_ds, dev_report = load_manifest_dataset(cfg.dev_manifest, **data_kw)
         log.info("dev: %s", dev_report.summary())
 
-    state = PartialState()
-    if cfg.force and not cfg.resume and state.is_main_process and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
-    state.wait_for_everyone()
-    resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
 
     import transformers
 
@@ -411,7 +406,11 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
         texts = list(train_ds["text"]) + (list(dev_ds["text"]) if dev_ds is not None else [])
         setup = _setup_wav2vec2(cfg, model_name, texts)
 
-    trainer = _make_trainer(cfg, setup, train_ds, dev_ds, ckpt_dir)
+    trainer = _make_trainer(cfg, setup, train_ds, dev_ds, ckpt_dir)  # also sets up the processes
+    if cfg.force and not cfg.resume and trainer.is_world_process_zero() and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    trainer.accelerator.wait_for_everyone()
+    resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
     if resume_from:
         log.info("resuming from %s", resume_from)
     trainer.train(resume_from_checkpoint=resume_from)
@@ -479,12 +478,17 @@ def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir
         label_names=["labels"],
         dataloader_num_workers=cfg.dataloader_num_workers,
         dataloader_pin_memory=cuda,
+        use_cpu=not cuda,  # on CPU, several processes (torchrun) run as MULTI_CPU only with use_cpu
         report_to=[],
     )
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing.
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     ckpt_key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     kwargs[ckpt_key] = cfg.gradient_checkpointing
+    # Whisper's and CTC's losses are means over their own batch and ignore `num_items_in_batch`. Trainer takes any
+    # forward(**kwargs) to normalize by it and then skips the division by grad_accum (and multiplies by the number
+    # of processes): the loss and gradients would be grad_accum × devices too large. Declare it.
+    setup.model.accepts_loss_kwargs = False
     common = dict(
         model=setup.model,
         train_dataset=train_ds,

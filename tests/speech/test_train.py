@@ -194,6 +194,22 @@ def test_whisper_audio_context_model_reloads_and_generates(chirps, whisper_base,
     assert result.exit_code == 2 and "already exists" in result.output
 
 
+def test_gradient_accumulation_averages_like_one_big_batch(chirps, whisper_base, tmp_path):
+    # Whisper's loss is a token mean and ignores Trainer's num_items_in_batch: 2 micro-batches of 2 must be
+    # averaged (loss / 2 each), not summed, to match one batch of 4. A summed loss doubles loss and gradient.
+    logs = {}
+    for name, batch, accum in (("big", 4, 1), ("accum", 2, 2)):
+        cfg = write_config(tmp_path / f"{name}.yaml", model=whisper_base, train_manifest=chirps["train"],
+                           output_dir=tmp_path / name, batch_size=batch, grad_accum=accum, max_steps=1,
+                           audio_context_s=4, logging_steps=1)
+        assert cli("finetune", cfg).exit_code == 0
+        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
+        logs[name] = next(h for h in state["log_history"] if "loss" in h)
+    # Token means over 2+2 clips vs 4 clips differ a little (unequal token counts), never by 2x.
+    assert logs["accum"]["loss"] == pytest.approx(logs["big"]["loss"], rel=0.1)
+    assert logs["accum"]["grad_norm"] == pytest.approx(logs["big"]["grad_norm"], rel=0.25)
+
+
 def test_set_audio_context_keeps_the_clip_frames_and_rejects_bad_windows():
     from asr_analogy.errors import ConfigError
     from asr_analogy.speech.models.whisper import set_audio_context, tiny_whisper
