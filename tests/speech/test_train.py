@@ -352,3 +352,13 @@ def test_unusable_training_audio_existing_output_and_stale_checkpoints(chirps, w
     result = cli("finetune", cfg, "--set", f"train_manifest={chirps['train']}")
     assert result.exit_code == 2 and "holds checkpoints of an earlier run (checkpoint-7)" in result.output
     assert not out.exists()
+
+
+@pytest.mark.real_model
+def test_bundled_model_name_resolves_to_the_imported_whisper():
+    from asr_analogy.speech.train import detect_model_type, resolve_model
+
+    path = resolve_model("bundled:tiny.en")
+    assert (Path(path) / "config.json").is_file()
+    assert detect_model_type(path) == "whisper"
+    assert resolve_model("openai/whisper-small") == "openai/whisper-small"  # hub ids pass through
