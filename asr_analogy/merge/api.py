@@ -25,12 +25,15 @@ def merge(
     out_dtype: str | torch.dtype | None = None,
     progress: bool = True,
     chunk_elements: int | None = None,
+    threads: int | None = 1,
 ) -> Path:
     """Merge checkpoints as described by a config (YAML path, mapping or ``MergeConfig``) into ``out_dir``.
 
     Streams tensor by tensor (peak memory O(models x chunk)), writes shards of at most ``shard_size``
     atomically, copies config/tokenizer files from the base (or ``copy_files_from``) and records the config
-    as ``merge_config.yaml``. ``device``: "cpu", "cuda", "cuda:N" or "auto". ``dtype`` (overrides the config's
+    as ``merge_config.yaml``. ``device``: "cpu", "cuda", "cuda:N" or "auto". ``threads``: torch threads for
+    the CPU arithmetic (the default 1 leaves the other cores to the background writer and to other jobs;
+    None keeps torch's setting); ``chunk_elements``: entries per streamed chunk (default 2^18 on CPU). ``dtype`` (overrides the config's
     ``dtype``): inputs are converted to it and merged in it, and it is the output dtype unless ``out_dtype``.
     Refuses an existing ``out_dir`` unless ``force``. Returns ``out_dir``.
     """
@@ -50,6 +53,7 @@ def merge(
         out_dtype=out_dtype,
         progress=progress,
         chunk_elements=chunk_elements,
+        threads=threads,
         source=source,
     )
 

@@ -34,6 +34,7 @@ from asr_analogy.merge.engine import (
     refuse_existing,
     resolve_device,
     stream_to_checkpoint,
+    tune_malloc,
 )
 from asr_analogy.ops import vectors as vec_ops
 
@@ -61,6 +62,7 @@ def vector(
     """Save tau = finetuned - base (floating tensors only) to ``out`` (``.safetensors`` file or directory),
     streamed chunk by chunk, with the metadata in the module docstring. Returns ``out``."""
     refuse_existing(out, force)
+    tune_malloc()
     explicit = parse_dtype(dtype)
     streamer = Streamer(resolve_device(device))
     with ExitStack() as stack:
@@ -73,10 +75,9 @@ def vector(
 
         def produce(name: str) -> Iterator[torch.Tensor]:
             work = torch.promote_types(out_dtypes[name], torch.float32)
-            for a, b in streamer.ranges(bs.reader.flat(name).numel()):
+            for a, b in streamer.ranges(bs.reader.numel(name)):
                 d = streamer.load(ft, name, a, b, work) - streamer.load(bs, name, a, b, work)
                 yield d.to(out_dtypes[name]).cpu()
-                streamer.release([ft, bs], name, a, b)
 
         metadata = {
             "asr_analogy_kind": KIND,
@@ -117,6 +118,7 @@ def apply_vector(
     Tensors the vector lacks are copied from the base. Arithmetic in float32 (float64 for float64).
     """
     refuse_existing(out, force)
+    tune_malloc()
     meta = read_vector_metadata(vector_path)
     odtype = parse_dtype(out_dtype, "out_dtype")
     streamer = Streamer(resolve_device(device))
@@ -146,7 +148,7 @@ def apply_vector(
         specs = [TensorSpec(n, dt(n), bs.reader.shape(n)) for n in names]
 
         def produce(name: str) -> Iterator[torch.Tensor]:
-            n = bs.reader.flat(name).numel()
+            n = bs.reader.numel(name)
             apply_here = name in tv.reader and bs.reader.dtype(name).is_floating_point
             work = torch.promote_types(bs.reader.dtype(name), torch.float32) if apply_here else None
             if apply_here:
@@ -155,11 +157,10 @@ def apply_vector(
                 if apply_here:
                     x = streamer.load(bs, name, a, b, work) + scale * streamer.load(tv, name, a, b, work)
                     yield x.to(dt(name)).cpu()
-                    streamer.release([bs, tv], name, a, b)
                 else:
                     chunk = bs.reader.flat(name)[a:b]
                     yield chunk.to(dt(name))
-                    bs.reader.release(name, a, b)
+                    streamer.release([bs], name, a, b)
 
         return stream_to_checkpoint(
             out, specs, produce, force=force, shard_size=shard_size, copy_files_from=bs.path, progress=progress, desc="apply"

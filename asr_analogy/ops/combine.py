@@ -30,18 +30,25 @@ def combine_deltas(
     consensus: str | None = None,
     normalize: bool = False,
     lam: float = 1.0,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """lambda * normalize?(sum_i w_i delta_i), with optional TIES sign consensus ("sum" or "count").
 
     deltas: M tensors of one shape and floating dtype (already sparsified); weights: M floats (negative
-    weights negate). Arithmetic happens in the deltas' dtype, in the order mergekit uses. Returns the merged
-    delta, same shape and dtype.
+    weights negate). Arithmetic happens in the deltas' dtype, in the order mergekit uses (each delta times
+    its weight, then summed in order). With ``inplace`` the deltas are used as scratch space (overwritten)
+    and nothing of their size is allocated without consensus. Returns the merged delta, same shape and dtype.
     """
     if not deltas:
         raise ValueError("combine_deltas needs at least one delta")
     dtype, device = deltas[0].dtype, deltas[0].device
     w = torch.tensor(list(weights), dtype=dtype, device=device)
-    weighted = [d * w[i] for i, d in enumerate(deltas)]
+    if inplace:
+        weighted = list(deltas)
+        for i, d in enumerate(weighted):
+            d.mul_(w[i])
+    else:
+        weighted = [d * w[i] for i, d in enumerate(deltas)]
     if consensus:
         mixed = disjoint_merge(weighted, w, consensus, normalize)
     else:
@@ -65,9 +72,15 @@ def generalized_task_arithmetic(
     consensus: str | None = None,
     normalize: bool = False,
     lam: float = 1.0,
+    inplace: bool = False,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """anchor + ``combine_deltas(...)``, returned in ``anchor``'s dtype (deltas must share it)."""
-    return (anchor + combine_deltas(deltas, weights, consensus=consensus, normalize=normalize, lam=lam)).to(anchor.dtype)
+    """anchor + ``combine_deltas(...)`` in ``anchor``'s dtype (deltas must share it); written into ``out``
+    when given. ``inplace``: the deltas may be overwritten (see ``combine_deltas``)."""
+    mixed = combine_deltas(deltas, weights, consensus=consensus, normalize=normalize, lam=lam, inplace=inplace)
+    if out is not None:
+        return torch.add(anchor, mixed, out=out)
+    return (anchor + mixed).to(anchor.dtype)
 
 
 def ties_merge(

@@ -14,7 +14,7 @@ import torch
 
 
 def elect_sign(deltas: Sequence[torch.Tensor], method: str = "sum") -> torch.Tensor:
-    """Elected sign per entry as a boolean tensor: True where positive wins (a tie counts as positive).
+    """Elected sign per entry, +1.0 or -1.0 (a tie counts as positive), in the deltas' dtype.
 
     deltas: M tensors of one shape (already weighted and trimmed). ``method="sum"``: sign of the sum of the
     entries (total mass, TIES). ``method="count"``: sign of the sum of their signs (frequency).
@@ -29,12 +29,14 @@ def elect_sign(deltas: Sequence[torch.Tensor], method: str = "sum") -> torch.Ten
             total += torch.sign(d)
     else:
         raise ValueError(f"unknown sign election {method!r} (sum or count)")
-    return total >= 0
+    # copysign(1, x): +1 for x >= +0. A -0.0 total only occurs when every delta is zero there, where the
+    # elected sign does not matter.
+    return torch.copysign(torch.ones((), dtype=total.dtype, device=total.device), total, out=total)
 
 
-def agrees(delta: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """True where ``delta`` is non-zero and has the elected sign (``positive`` from ``elect_sign``)."""
-    return torch.where(positive, delta > 0, delta < 0)
+def agrees(delta: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """True where ``delta`` is non-zero and has the elected ``sign`` (from ``elect_sign``)."""
+    return delta * sign > 0
 
 
 def disjoint_merge(
@@ -47,17 +49,21 @@ def disjoint_merge(
     with ``normalize`` divide each entry by the total weight of the deltas that agree there (1 where none do).
 
     deltas: M tensors of one shape, each already multiplied by its weight; weights: M floats.
-    Returns the merged delta (same shape and dtype).
+    Returns the merged delta (same shape and dtype). Float arithmetic only: the agreeing entries are
+    summed as magnitudes, sign * sum_i max(sign * d_i, 0), which is exactly the signed sum.
     """
-    w = torch.as_tensor(weights, dtype=deltas[0].dtype, device=deltas[0].device)
-    positive = elect_sign(deltas, method)
-    mixed = torch.zeros_like(deltas[0])
+    ws = [float(w) for w in weights]
+    sign = elect_sign(deltas, method)
+    magnitude_sum = torch.zeros_like(deltas[0])
     divisor = torch.zeros_like(deltas[0]) if normalize else None
-    for i, d in enumerate(deltas):
-        ok = agrees(d, positive)
-        mixed += torch.where(ok, d, 0)
+    part = torch.empty_like(deltas[0])
+    indicator = torch.empty_like(deltas[0]) if normalize else None
+    for d, w in zip(deltas, ws):
+        torch.mul(d, sign, out=part).clamp_min_(0)  # |d| where d agrees with the elected sign, else 0
+        magnitude_sum += part
         if normalize:
-            divisor += ok * w[i]
+            divisor.add_(torch.sign(part, out=indicator), alpha=w)
+    mixed = magnitude_sum.mul_(sign)
     if normalize:
         divisor[divisor == 0] = 1
         mixed /= divisor

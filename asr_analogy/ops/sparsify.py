@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 _DIGITS = 1 << 16
+_SMALL = 1 << 16  # tensors up to this size are cut by sorting their keys
+_NONFINITE_KEY = 0x7F800000  # key of +Inf; NaN keys are larger
 
 
 def magnitude_keys(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +58,23 @@ class RankCut:
     def nothing() -> "RankCut":
         return RankCut(key=2**31 - 1)
 
+    @property
+    def threshold(self) -> float:
+        """``|x| > threshold`` is kept when ``take_equal == 0`` (float32 value of ``key``)."""
+        return float(torch.tensor(max(self.key, 0), dtype=torch.int32).view(torch.float32)) if self.key >= 0 else -1.0
+
+    def keep(self, x: torch.Tensor, equal_seen: int = 0) -> tuple[torch.Tensor, int]:
+        """``x`` (a 1-D chunk) with the entries outside the cut set to zero, as a new tensor; returns
+        ``(kept, equal_seen after this chunk)``. float32 without edge ties takes a fast path (hardshrink)."""
+        if self.key < 0:
+            return x.clone(), equal_seen
+        if self.key >= 2**31 - 1:
+            return torch.zeros_like(x), equal_seen
+        if self.take_equal <= 0 and x.dtype == torch.float32:
+            return torch.nn.functional.hardshrink(x, self.threshold), equal_seen
+        keep, seen = self.mask(magnitude_keys(x), equal_seen)
+        return x * keep.to(x.dtype), seen
+
     def mask(self, keys: torch.Tensor, equal_seen: int = 0) -> tuple[torch.Tensor, int]:
         """Boolean keep-mask for a chunk of keys; ``equal_seen`` counts edge-valued entries in earlier chunks.
         Returns ``(mask, equal_seen after this chunk)``."""
@@ -72,7 +91,7 @@ def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], 
     """Exact cuts for the ``k`` largest magnitudes, for each ``k`` in ``ks``, in two passes over ``chunks()``.
 
     ``chunks`` returns a fresh iterable over the 1-D chunks of the tensor in flat order (called at most
-    twice). Pass 1 histograms the top 16 bits of every key; pass 2 histograms the low 16 bits inside the
+    twice; a chunk may be overwritten once the next is requested). Raises ``ValueError`` on NaN/Inf. Pass 1 histograms the top 16 bits of every key; pass 2 histograms the low 16 bits inside the
     bucket that holds the k-th largest. Cost: O(numel) per pass; memory: two 65536-bin histograms.
     """
     cuts: list[RankCut | None] = [None] * len(ks)
@@ -86,9 +105,23 @@ def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], 
             todo.append(i)
     if not todo:
         return cuts  # type: ignore[return-value]
+    if numel <= _SMALL:
+        keys = torch.cat([magnitude_keys(c).cpu() for c in chunks()])
+        if int(keys.max()) >= _NONFINITE_KEY:
+            raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
+        ordered = torch.sort(keys, descending=True).values
+        for i in todo:
+            edge = int(ordered[ks[i] - 1])
+            greater = int((keys > edge).sum())
+            equal = int((keys == edge).sum())
+            take = ks[i] - greater
+            cuts[i] = RankCut(key=edge - 1) if take == equal else RankCut(key=edge, edge=edge, take_equal=take)
+        return cuts  # type: ignore[return-value]
     hist_hi = np.zeros(_DIGITS, dtype=np.int64)
     for chunk in chunks():
         hist_hi += _bincount(magnitude_keys(chunk) >> 16)
+    if hist_hi[_NONFINITE_KEY >> 16 :].any():  # exponent all ones: Inf or NaN
+        raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
     above_hi = _counts_above(hist_hi)
     plan = {}  # i -> (hi digit, still needed inside the bucket)
     for i in todo:
@@ -104,11 +137,10 @@ def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], 
     hist_lo = {d: np.zeros(_DIGITS, dtype=np.int64) for d in buckets}
     for chunk in chunks():
         keys = magnitude_keys(chunk)
-        hi = keys >> 16
         for d in buckets:
-            inside = keys[hi == d]
-            if inside.numel():
-                hist_lo[d] += _bincount(inside & 0xFFFF)
+            # low digit + 1 inside the bucket, 0 below it, 65537 above it: no boolean selection needed
+            pos = (keys - ((d << 16) - 1)).clamp_(0, _DIGITS + 1)
+            hist_lo[d] += torch.bincount(pos, minlength=_DIGITS + 2).cpu().numpy()[1 : _DIGITS + 1]
     for i, (d, need) in plan.items():
         hist = hist_lo[d]
         above = _counts_above(hist)
@@ -124,7 +156,7 @@ def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], 
 
 def _bincount(digits: torch.Tensor) -> np.ndarray:
     """Counts of 16-bit digits (int32 tensor on any device) as a numpy array of 65536 bins."""
-    return torch.bincount(digits.to(torch.int64), minlength=_DIGITS).cpu().numpy()
+    return torch.bincount(digits, minlength=_DIGITS).cpu().numpy()
 
 
 def _counts_above(hist: np.ndarray) -> np.ndarray:
@@ -185,8 +217,7 @@ def magnitude(x: torch.Tensor, density: float, rescale: str | None = None) -> to
         return x
     flat = x.reshape(-1)
     (cut,) = top_k_cuts(lambda: [flat], [magnitude_k(flat.numel(), density)], flat.numel())
-    keep, _ = cut.mask(magnitude_keys(flat))
-    masked = torch.where(keep, flat, 0).reshape(x.shape)
+    masked = cut.keep(flat)[0].reshape(x.shape)
     return _rescale(x, masked, rescale)
 
 
@@ -201,15 +232,13 @@ def breadcrumbs(x: torch.Tensor, density: float, gamma: float = 0.01, rescale: s
     flat = x.reshape(-1)
     k_outer, k_top = breadcrumbs_ks(flat.numel(), density, gamma)
     outer, top = top_k_cuts(lambda: [flat], [k_outer, k_top], flat.numel())
-    keys = magnitude_keys(flat)
-    keep = outer.mask(keys)[0] & ~top.mask(keys)[0]
-    masked = torch.where(keep, flat, 0).reshape(x.shape)
+    masked = (outer.keep(flat)[0] - top.keep(flat)[0]).reshape(x.shape)
     return _rescale(x, masked, rescale)
 
 
 def dare_mask(numel: int, density: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Boolean keep-mask, each entry kept independently with probability ``density`` (1-D, ``numel``)."""
-    return torch.rand(numel, generator=generator, device=device) < density
+    """float32 keep-mask of 1.0/0.0, each entry kept independently with probability ``density`` (1-D)."""
+    return torch.rand(numel, generator=generator, device=device).lt_(density)
 
 
 def dare(
@@ -230,7 +259,7 @@ def dare(
     if density <= 0:
         return torch.zeros_like(x)
     keep = dare_mask(x.numel(), density, generator, x.device).reshape(x.shape)
-    masked = torch.where(keep, x, 0)
+    masked = x * keep.to(x.dtype)
     if rescale is True or rescale == "inverse":
         return masked / density
     return _rescale(x, masked, rescale or None)
