@@ -574,13 +574,17 @@ class _SafetensorsStream:
         self.specs = list(specs)
         self.index = 0
         self.written = 0  # bytes of the current tensor
+        self._empty = {s.name for s in self.specs if s.nbytes == 0}
         fh.write(_header_bytes(self.specs, metadata))
+        self.skip_empty()
 
     @property
     def done(self) -> bool:
         return self.index == len(self.specs)
 
     def write(self, name: str, chunk: torch.Tensor) -> None:
+        if name in self._empty and chunk.numel() == 0:
+            return  # zero-size tensors need no data; they are complete as soon as they are planned
         spec = self.specs[self.index] if not self.done else None
         if spec is None or spec.name != name:
             raise CheckpointError(f"tensor {name!r} written out of order (expected {spec.name if spec else 'nothing'})")
