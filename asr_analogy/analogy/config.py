@@ -76,7 +76,7 @@ class SynthesisConfig(_Section):
     seed: int = 0
     workers: int = Field(default=2, ge=1)
     channel: Any = None  # channel simulation of the synthetic audio (e.g. "telephone"), see the TTS module
-    splits: list[str] = Field(default_factory=lambda: ["train", "dev"])  # whose text is synthesized (never test)
+    splits: list[str] = Field(default_factory=lambda: ["train"])  # whose text is synthesized (never test)
     cache_dir: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)  # more keyword arguments for synthesize()
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -66,6 +67,32 @@ def _write_json(path: Path, obj) -> None:
 
 def _read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def synthesis_calls(default_backend: str, voices: list[str] | None, texts: list[dict], samples: int):
+    """The ``synthesize`` calls of the synthesize stage: ``(backend, voices, sentences or None, samples)``.
+
+    One backend: a single call with all its voices (the pipeline rotates them; sentences None = all). Voices of
+    several backends: sample j of sentence i goes to voice (i·samples + j) mod V over all V voices, as the
+    pipeline would do for one backend; one call per voice with its sentences.
+    """
+    groups = voices_by_backend(default_backend, voices)
+    if len(groups) == 1:
+        ((b, names),) = groups.items()
+        return [(b, names or None, None, samples)]
+    flat = [(b, v) for b, names in groups.items() for v in names]
+    n_voices = len(flat)
+    if samples >= n_voices and samples % n_voices:
+        raise ConfigError(
+            f"synthesis.samples_per_sentence ({samples}) must be below the number of voices ({n_voices}) or a "
+            f"multiple of it when the voices come from several backends"
+        )
+    calls = []
+    for v_index, (b, v) in enumerate(flat):
+        subset = [t for i, t in enumerate(texts) if any((i * samples + j) % n_voices == v_index for j in range(samples))]
+        if subset:
+            calls.append((b, v, subset, max(1, samples // n_voices)))
+    return calls
 
 
 def voices_by_backend(default_backend: str, voices: list[str] | None) -> dict[str, list[str]]:
@@ -307,16 +334,27 @@ class Syn2RealRecipe:
             for r in texts:
                 fh.write(json.dumps({k: v for k, v in r.items() if k not in ("source", "speaker", "raw_text")},
                                     ensure_ascii=False) + "\n")
-        # voices may name their backend ("hibari:heart"); one synthesis per backend, manifests concatenated
-        by_backend = voices_by_backend(s.backend, s.voices)
+        # voices may name their backend ("hibari:heart"). One backend: one synthesis, whose voices take turns
+        # across sentences (pipeline rule). Several backends: the same rule over all voices, one call per voice.
         recs = []
-        for b, names in by_backend.items():
+        for b, voice, subset, n in synthesis_calls(s.backend, s.voices, texts, s.samples_per_sentence):
             backend = _deps.register_tts_backend(b)
-            out_dir = self.syn_dir / (b.replace(":", "_").replace(".", "_") if len(by_backend) > 1 else "audio")
-            kwargs = dict(backend=backend, voices=names or None, samples_per_sentence=s.samples_per_sentence,
-                          seed=s.seed, workers=s.workers, channel=s.channel,
+            slug = "audio" if voice is None or subset is None else re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{b}_{voice}")
+            sub_inp = inp
+            if subset is not None:
+                sub_inp = self.out / "data" / f"synthesis_input.{slug}.jsonl"
+                with atomic_file(sub_inp) as fh:
+                    for r in subset:
+                        fh.write(json.dumps({k: v for k, v in r.items() if k not in ("source", "speaker", "raw_text")},
+                                            ensure_ascii=False) + "\n")
+            kwargs = dict(backend=backend, voices=voice if voice is None else ([voice] if isinstance(voice, str) else voice),
+                          samples_per_sentence=n, seed=s.seed, workers=s.workers, channel=s.channel,
                           cache_dir=self.cfg.resolve_path(s.cache_dir), force=True, **s.options)
-            recs += read_manifest(_deps.synthesize(inp, out_dir, **kwargs))
+            part = read_manifest(_deps.synthesize(sub_inp, self.syn_dir / slug, **kwargs))
+            if subset is not None:
+                for r in part:
+                    r["id"] = f"{slug}/{r.get('id')}"
+            recs += part
         missing = [r for r in recs if not r.get("domain") or not r.get("split")]
         if missing:
             raise ManifestError(f"{self.syn_manifest}: synthesized records lost their domain/split fields")
@@ -667,7 +705,29 @@ class Syn2RealRecipe:
                 lines.append(f"       {d}")
         return "\n".join(lines)
 
+    def resolved_config(self) -> dict:
+        """The config as run: variant and overrides applied, relative paths made absolute."""
+        import yaml  # noqa: F401  (the caller writes it as YAML)
+
+        data = self.cfg.model_dump(mode="json", by_alias=True, exclude={"variants"})
+        for section, key in (("corpus", "manifest"), ("corpus", "from_dir"), ("corpus", "cache_dir"),
+                             ("synthesis", "cache_dir")):
+            data[section][key] = self.cfg.resolve_path(data[section][key])
+        if not self.cfg.base_model.startswith("bundled:") and self.cfg.source_path:
+            local = Path(self.cfg.source_path).parent / self.cfg.base_model
+            if local.is_dir():
+                data["base_model"] = str(local.resolve())
+        data["exp_dir"] = str(Path(self.cfg.exp_dir).resolve())
+        return data
+
     def run(self, from_stage=None, stop_stage=None) -> list[tuple[str, str]]:
+        import yaml
+
+        self.runner.check(from_stage, stop_stage)  # stage names and order checked before anything is written
+        self.out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(self.out / "recipe.yaml") as fh:
+            fh.write(f"# as run from {self.cfg.source_path}" + (f", variant {self.cfg.variant}" if self.cfg.variant else "") + "\n")
+            yaml.safe_dump(self.resolved_config(), fh, sort_keys=False, allow_unicode=True)
         return self.runner.run(from_stage, stop_stage, echo=self.echo)
 
 

@@ -114,6 +114,17 @@ class StageRunner:
                 out.append((s, "run"))
         return out
 
+    def check(self, from_stage: str | None = None, stop_stage: str | None = None) -> list[tuple[Stage, str]]:
+        """``plan()``, raising ``StageError`` when ``from_stage`` skips stages that are not complete."""
+        planned = self.plan(from_stage, stop_stage)
+        missing = [s.name for s, a in planned if a.startswith("missing")]
+        if missing:
+            raise StageError(
+                f"cannot start at --from-stage {from_stage}: earlier stage(s) {', '.join(missing)} are not complete "
+                f"for this config; run them first (omit --from-stage)"
+            )
+        return planned
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -134,13 +145,7 @@ class StageRunner:
         echo: Callable[[str], None] = print,
     ) -> list[tuple[str, str]]:
         """Run the planned stages; returns ``(name, what happened)`` per stage."""
-        planned = self.plan(from_stage, stop_stage)
-        missing = [s.name for s, a in planned if a.startswith("missing")]
-        if missing:
-            raise StageError(
-                f"cannot start at --from-stage {from_stage}: earlier stage(s) {', '.join(missing)} are not complete "
-                f"for this config; run them first (omit --from-stage)"
-            )
+        planned = self.check(from_stage, stop_stage)
         done = []
         with self._lock():
             for s, action in planned:
