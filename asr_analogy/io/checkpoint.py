@@ -11,8 +11,10 @@ Reading
 
     Safetensors headers are parsed and checked up front (JSON well-formed, known dtypes, byte ranges that
     match shapes, are contiguous and end exactly at the end of the file), so a truncated or corrupt file
-    fails at open time with a ``CheckpointError`` naming the file. Tensor data is memory-mapped
-    copy-on-write: ``get(name)`` returns one tensor at a time and never loads the model.
+    fails at open time with a ``CheckpointError`` naming the file. ``get(name)`` returns one tensor at a time
+    as a copy-on-write view of the memory-mapped file; ``read_into(name, start, stop, buffer)`` copies a range
+    of elements into a caller's buffer with one ``pread`` (what the streaming merge uses: nothing stays
+    mapped, so resident memory does not grow with the model).
 
 Writing
     ``ShardedWriter`` takes the full list of output tensors (name, dtype, shape) up front, plans the shards
@@ -267,16 +269,16 @@ class CheckpointReader:
             raise CheckpointError(f"{index_path}: not a valid index (expected JSON with a 'weight_map' object)") from None
         shard_names = sorted(set(weight_map.values()), key=natural_key)
         shards = [index_path.parent / s for s in shard_names]
-        self._open_safetensors(shards, wanted={s: [] for s in shard_names}, weight_map=weight_map, index=index_path)
+        self._open_safetensors(shards, weight_map=weight_map, index=index_path)
 
-    def _open_safetensors(self, files: list[Path], wanted=None, weight_map=None, index=None) -> None:
+    def _open_safetensors(self, files: list[Path], weight_map=None, index=None) -> None:
         headers = []
         for file in files:
             if not file.is_file():
                 where = f" (listed in {index})" if index else ""
                 raise CheckpointError(f"{file}: shard file does not exist{where}")
             headers.append(read_safetensors_header(file))
-        for i, (file, (entries, metadata, size)) in enumerate(zip(files, headers)):
+        for i, (file, (entries, metadata, _size)) in enumerate(zip(files, headers)):
             self._files.append(file)
             self._maps.append(None)
             self._fhs.append(None)

@@ -1,16 +1,17 @@
-"""Streaming merge engine: tensor by tensor, chunk by chunk, straight from memory-mapped inputs to the
-output shards.
+"""Streaming merge engine: tensor by tensor, chunk by chunk, from the input files to the output shards.
 
-For every output tensor the engine reads aligned flat chunks (``chunk_elements`` entries, default 2^20 on
-CPU) of the same tensor from every input, computes the merged chunk and appends it to the safetensors shard
-whose header was written in advance (``io.checkpoint.ShardedWriter``). Methods that need whole-tensor
-statistics (magnitude top-k thresholds, l1 rescaling, SLERP norms and angle) make one or two extra passes over
-the chunks first. Input pages are dropped from the process after each chunk, so peak memory is
-O(models x chunk), independent of model size; everything is written into a temporary directory beside the
-output and renamed at the end, so an interrupted merge leaves no partial output.
+For every output tensor the engine reads aligned flat chunks (``chunk_elements`` entries, default 2^18 on
+CPU, 2^24 on CUDA) of the same tensor from every input with ``pread`` into a few reused buffers, computes the
+merged chunk and hands it to a writer thread that appends it to the safetensors shard whose header was
+written in advance (``io.checkpoint.ShardedWriter``). Methods that need whole-tensor statistics (magnitude
+top-k thresholds, l1 rescaling, SLERP norms and angle) make one or two extra passes over the chunks first.
+Peak memory is O(models x chunk), independent of model size; everything is written into a temporary
+directory beside the output and renamed at the end, so an interrupted merge leaves no partial output.
 
 Checks before anything is written: every input has the anchor's (base's) tensor names, shapes and dtypes.
-While streaming: every input chunk is finite (no NaN/Inf). Errors name the model and the tensor.
+While streaming: the merged chunk is finite, and so is every delta whose NaN/Inf a mask or sign election
+could hide (sparsified or consensus methods); a non-finite result is traced back to the input that holds the
+NaN/Inf. Errors name the model and the tensor.
 """
 
 from __future__ import annotations
@@ -171,10 +172,6 @@ class Streamer:
             return inp.reader.read_into(name, s, e, self.buffer(key, e - s, dtype))
         staged = inp.reader.read_into(name, s, e, self.buffer(("stage", key), e - s, stored))
         return self.buffer(key, e - s, dtype).copy_(staged)
-
-    def view(self, inp: Input, name: str, s: int, e: int) -> torch.Tensor:
-        """Elements ``s:e`` as stored, zero-copy from the memory-mapped file (for copying through)."""
-        return inp.reader.flat(name)[s:e]
 
     @staticmethod
     def is_finite(x: torch.Tensor) -> bool:
