@@ -820,7 +820,7 @@ def save_checkpoint(
     with atomic_dir(out_dir, force=force) as tmp:
         if isinstance(tensors, Mapping):
             specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
-            writer = ShardedWriter(tmp, specs, shard_size=limit, metadata=metadata, fsync=False)
+            writer = ShardedWriter(tmp, specs, shard_size=limit, metadata=metadata)
             for name in writer.order:
                 writer.write(name, tensors[name])
             writer.close()

@@ -352,12 +352,11 @@ def resolve_model(ref: str, config_dir: str | os.PathLike | None = None) -> Path
         try:
             from huggingface_hub import snapshot_download
 
-            local = snapshot_download(
-                repo,
-                revision=revision or None,
-                allow_patterns=["*.safetensors", "*.json", "*.bin", "*.txt", "*.model", "tokenizer*", "*.jinja"],
-            )
-            return Path(local)
+            side = ["*.json", "*.txt", "*.model", "tokenizer*", "*.jinja"]
+            local = Path(snapshot_download(repo, revision=revision or None, allow_patterns=["*.safetensors", *side]))
+            if not any(local.glob("*.safetensors")):  # older repositories: pytorch_model.bin only
+                local = Path(snapshot_download(repo, revision=revision or None, allow_patterns=["*.bin", *side]))
+            return local
         except Exception as exc:  # noqa: BLE001 - offline, missing repo, auth: all mean "not available"
             raise CheckpointError(f"model {ref!r}: not a local path, and not available from the hub ({type(exc).__name__}: {exc})") from None
     raise CheckpointError(f"model {ref!r}: path does not exist")

@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 import queue
+import re
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from asr_analogy.merge.config import DTYPES, MergeConfig, evaluate_setting, laye
 from asr_analogy.merge.methods import METHODS, Method, as_bool, as_float, rescale_norm
 from asr_analogy.ops.combine import generalized_task_arithmetic
 from asr_analogy.ops.interpolate import slerp_coefficients, slerp_cosine, work_dtype
-from asr_analogy.ops.sparsify import breadcrumbs_ks, dare_mask, magnitude_k, top_k_cuts
+from asr_analogy.ops.sparsify import breadcrumbs_ks, dare_mask, magnitude_k, top_k_cuts_many
 
 CPU_CHUNK = 1 << 18  # 1 MiB of float32: a few such buffers stay in cache
 CUDA_CHUNK = 1 << 24
@@ -247,8 +248,6 @@ class Resolver:
     positions: dict = field(default_factory=dict)
 
     def _lookup(self, key: str, name: str, term=None):
-        import re
-
         t = self.positions.get(name, 0.0)
         for pattern, settings in self.overrides:
             if key in settings and re.search(pattern, name):
@@ -374,27 +373,33 @@ class TensorMerger:
         self.s.prefetch(inputs, name)
         ranges = self.s.ranges(n)
 
-        sparsifiers: list[_Sparsifier | None] = []
-        factors: list[float] = []
+        densities = [res.number("density", name, 1.0, t.key) for t in terms]
+        sparsifiers: list[_Sparsifier | None] = [None] * len(terms)
+        factors: list[float] = [1.0] * len(terms)
+        ranked = []  # terms needing magnitude cuts, found together in one streamed pass
         for i, term in enumerate(terms):
-            density = res.number("density", name, 1.0, term.key)
-            sp = None
-            if m.sparsify is not None and density < 1:
-                if m.sparsify == "random":
-                    sp = _Sparsifier("random", max(density, 0.0), seed=self.seed, name=name, term=i)
+            if m.sparsify is None or densities[i] >= 1:
+                continue
+            if m.sparsify == "random":
+                sparsifiers[i] = _Sparsifier("random", max(densities[i], 0.0), seed=self.seed, name=name, term=i)
+            else:
+                ranked.append(i)
+        if ranked:
+            ks = []
+            for i in ranked:
+                if m.sparsify == "magnitude":
+                    ks.append([magnitude_k(n, densities[i])])
                 else:
-                    ks = [magnitude_k(n, density)] if m.sparsify == "magnitude" else list(
-                        breadcrumbs_ks(n, density, res.number("gamma", name, 0.01, term.key))
-                    )
-                    sp = _Sparsifier(m.sparsify, density, self._cuts(term, i, name, inputs, ranges, cdtype, ks))
-            factor = 1.0
+                    ks.append(list(breadcrumbs_ks(n, densities[i], res.number("gamma", name, 0.01, terms[i].key))))
+            for i, cuts in zip(ranked, self._cuts(terms, ranked, name, anchor, inputs, ranges, cdtype, ks)):
+                sparsifiers[i] = _Sparsifier(m.sparsify, densities[i], cuts)
+        for i, term in enumerate(terms):
+            sp = sparsifiers[i]
             if sp is not None and rescale == "inverse":
-                factor = 1.0 / density if density > 0 else 0.0
+                factors[i] = 1.0 / densities[i] if densities[i] > 0 else 0.0
             elif sp is not None and rescale in ("l1", "l2", "linf"):
-                factor = self._norm_ratio(term, i, name, inputs, ranges, cdtype, sp, rescale)
+                factors[i] = self._norm_ratio(term, i, name, inputs, ranges, cdtype, sp, rescale)
                 sp.reset()
-            sparsifiers.append(sp)
-            factors.append(factor)
 
         # Deltas that are masked or sign-elected could hide a NaN/Inf from the output check: test them.
         check_deltas = consensus is not None or any(sp is not None and sp.kind == "random" for sp in sparsifiers)
@@ -423,15 +428,17 @@ class TensorMerger:
             stable = direct and bool(deltas)  # the result is in a ring buffer
             yield self._emit(out, out_dtype, stable=stable)
 
-    def _cuts(self, term: Term, i: int, name: str, inputs, ranges, cdtype, ks):
-        """Magnitude cuts of one term's delta over the whole tensor (two streamed passes)."""
+    def _cuts(self, terms, ranked, name, anchor, inputs, ranges, cdtype, ks):
+        """Magnitude cuts of the ``ranked`` terms' deltas over the whole tensor (two streamed passes; the
+        anchor chunk is read once per position for all terms)."""
 
         def chunks():
             for a, b in ranges:
-                yield self._delta(term, name, a, b, cdtype, i)
+                base = self.s.load(anchor, name, a, b, cdtype, "base")
+                yield [self._delta(terms[i], name, a, b, cdtype, i, base, anchor) for i in ranked]
 
         try:
-            return top_k_cuts(chunks, ks, ranges[-1][1])
+            return top_k_cuts_many(chunks, ks, ranges[-1][1])
         except ValueError:  # non-finite magnitudes
             for a, b in ranges:
                 self.s.find_nonfinite(inputs, name, a, b)
@@ -672,8 +679,6 @@ def _file_order(specs: Sequence[TensorSpec]) -> list[TensorSpec]:
 
 
 def _selected(name: str, include, exclude) -> bool:
-    import re
-
     if include and not any(re.search(p, name) for p in include):
         return False
     if exclude and any(re.search(p, name) for p in exclude):

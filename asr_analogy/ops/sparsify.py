@@ -91,66 +91,94 @@ def top_k_cuts(chunks: Callable[[], Iterable[torch.Tensor]], ks: Sequence[int], 
     """Exact cuts for the ``k`` largest magnitudes, for each ``k`` in ``ks``, in two passes over ``chunks()``.
 
     ``chunks`` returns a fresh iterable over the 1-D chunks of the tensor in flat order (called at most
-    twice; a chunk may be overwritten once the next is requested). Raises ``ValueError`` on NaN/Inf. Pass 1 histograms the top 16 bits of every key; pass 2 histograms the low 16 bits inside the
-    bucket that holds the k-th largest. Cost: O(numel) per pass; memory: two 65536-bin histograms.
+    twice; a chunk may be overwritten once the next is requested). Raises ``ValueError`` on NaN/Inf.
+    Pass 1 histograms the top 16 bits of every key; pass 2 histograms the low 16 bits inside the bucket that
+    holds the k-th largest. Cost: O(numel) per pass; memory: two 65536-bin histograms per cut.
     """
-    cuts: list[RankCut | None] = [None] * len(ks)
-    todo = []
-    for i, k in enumerate(ks):
-        if k >= numel:
-            cuts[i] = RankCut.everything()
-        elif k <= 0:
-            cuts[i] = RankCut.nothing()
-        else:
-            todo.append(i)
-    if not todo:
+    return top_k_cuts_many(lambda: ([c] for c in chunks()), [ks], numel)[0]
+
+
+def top_k_cuts_many(
+    chunks: Callable[[], Iterable[Sequence[torch.Tensor]]], ks: Sequence[Sequence[int]], numel: int
+) -> list[list[RankCut]]:
+    """``top_k_cuts`` for M tensors of one size streamed together: ``chunks()`` yields, per chunk position,
+    the M aligned chunks; ``ks[m]`` are the k's wanted for tensor m. One pass serves all M tensors (inputs
+    shared between them, such as a base model, are read once)."""
+    m_count = len(ks)
+    cuts: list[list[RankCut | None]] = [[None] * len(k) for k in ks]
+    todo: list[list[int]] = [[] for _ in ks]
+    for m, km in enumerate(ks):
+        for i, k in enumerate(km):
+            if k >= numel:
+                cuts[m][i] = RankCut.everything()
+            elif k <= 0:
+                cuts[m][i] = RankCut.nothing()
+            else:
+                todo[m].append(i)
+    if not any(todo):
         return cuts  # type: ignore[return-value]
     if numel <= _SMALL:
-        keys = torch.cat([magnitude_keys(c).cpu() for c in chunks()])
-        if int(keys.max()) >= _NONFINITE_KEY:
-            raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
-        ordered = torch.sort(keys, descending=True).values
-        for i in todo:
-            edge = int(ordered[ks[i] - 1])
-            greater = int((keys > edge).sum())
-            equal = int((keys == edge).sum())
-            take = ks[i] - greater
-            cuts[i] = RankCut(key=edge - 1) if take == equal else RankCut(key=edge, edge=edge, take_equal=take)
+        parts: list[list[torch.Tensor]] = [[] for _ in ks]
+        for group in chunks():
+            for m in range(m_count):
+                parts[m].append(magnitude_keys(group[m]).cpu())
+        for m in range(m_count):
+            if not todo[m]:
+                continue
+            keys = torch.cat(parts[m])
+            if int(keys.max()) >= _NONFINITE_KEY:
+                raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
+            ordered = torch.sort(keys, descending=True).values
+            for i in todo[m]:
+                edge = int(ordered[ks[m][i] - 1])
+                greater = int((keys > edge).sum())
+                equal = int((keys == edge).sum())
+                take = ks[m][i] - greater
+                cuts[m][i] = RankCut(key=edge - 1) if take == equal else RankCut(key=edge, edge=edge, take_equal=take)
         return cuts  # type: ignore[return-value]
-    hist_hi = np.zeros(_DIGITS, dtype=np.int64)
-    for chunk in chunks():
-        hist_hi += _bincount(magnitude_keys(chunk) >> 16)
-    if hist_hi[_NONFINITE_KEY >> 16 :].any():  # exponent all ones: Inf or NaN
-        raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
-    above_hi = _counts_above(hist_hi)
-    plan = {}  # i -> (hi digit, still needed inside the bucket)
-    for i in todo:
-        d = _digit_for(above_hi, hist_hi, ks[i])
-        need = ks[i] - int(above_hi[d])
-        if need == int(hist_hi[d]):
-            cuts[i] = RankCut(key=(d << 16) - 1)  # the whole bucket and everything above it
-        else:
-            plan[i] = (d, need)
+
+    hist_hi = [np.zeros(_DIGITS, dtype=np.int64) for _ in ks]
+    for group in chunks():
+        for m in range(m_count):
+            if todo[m]:
+                hist_hi[m] += _bincount(magnitude_keys(group[m]) >> 16)
+    plan: dict[tuple[int, int], tuple[int, int]] = {}  # (m, i) -> (hi digit, still needed inside the bucket)
+    for m in range(m_count):
+        if not todo[m]:
+            continue
+        if hist_hi[m][_NONFINITE_KEY >> 16 :].any():  # exponent all ones: Inf or NaN
+            raise ValueError("magnitude selection needs finite values (found NaN or Inf)")
+        above_hi = _counts_above(hist_hi[m])
+        for i in todo[m]:
+            d = _digit_for(above_hi, hist_hi[m], ks[m][i])
+            need = ks[m][i] - int(above_hi[d])
+            if need == int(hist_hi[m][d]):
+                cuts[m][i] = RankCut(key=(d << 16) - 1)  # the whole bucket and everything above it
+            else:
+                plan[(m, i)] = (d, need)
     if not plan:
         return cuts  # type: ignore[return-value]
-    buckets = sorted({d for d, _ in plan.values()})
-    hist_lo = {d: np.zeros(_DIGITS, dtype=np.int64) for d in buckets}
-    for chunk in chunks():
-        keys = magnitude_keys(chunk)
-        for d in buckets:
-            # low digit + 1 inside the bucket, 0 below it, 65537 above it: no boolean selection needed
-            pos = (keys - ((d << 16) - 1)).clamp_(0, _DIGITS + 1)
-            hist_lo[d] += torch.bincount(pos, minlength=_DIGITS + 2).cpu().numpy()[1 : _DIGITS + 1]
-    for i, (d, need) in plan.items():
-        hist = hist_lo[d]
+    buckets = {m: sorted({d for (mm, _), (d, _) in plan.items() if mm == m}) for m in range(m_count)}
+    hist_lo = {(m, d): np.zeros(_DIGITS, dtype=np.int64) for m in buckets for d in buckets[m]}
+    for group in chunks():
+        for m in range(m_count):
+            if not buckets[m]:
+                continue
+            keys = magnitude_keys(group[m])
+            for d in buckets[m]:
+                # low digit + 1 inside the bucket, 0 below it, 65537 above it: no boolean selection needed
+                pos = (keys - ((d << 16) - 1)).clamp_(0, _DIGITS + 1)
+                hist_lo[(m, d)] += torch.bincount(pos, minlength=_DIGITS + 2).cpu().numpy()[1 : _DIGITS + 1]
+    for (m, i), (d, need) in plan.items():
+        hist = hist_lo[(m, d)]
         above = _counts_above(hist)
         d2 = _digit_for(above, hist, need)
         take = need - int(above[d2])
         edge = (d << 16) | d2
         if take == int(hist[d2]):
-            cuts[i] = RankCut(key=edge - 1)
+            cuts[m][i] = RankCut(key=edge - 1)
         else:
-            cuts[i] = RankCut(key=edge, edge=edge, take_equal=take)
+            cuts[m][i] = RankCut(key=edge, edge=edge, take_equal=take)
     return cuts  # type: ignore[return-value]
 
 
