@@ -283,9 +283,12 @@ class Comparison:
 
     n_compared: int = 0  # tensors present in both with equal shape and dtype
     n_identical: int = 0  # of those, bitwise equal
-    max_abs_diff: float = 0.0  # max |a - b| over every compared element (in the tensors' units)
+    n_elements: int = 0  # elements compared
+    n_differing: int = 0  # elements not bitwise equal, excluding the exempt ones below
+    n_exempt: int = 0  # differing elements that ``exempt`` allowed to differ (tied top-k cuts, see below)
+    max_abs_diff: float = 0.0  # max |a - b| over the non-exempt elements (in the tensors' units)
     worst_tensor: str | None = None  # the tensor holding max_abs_diff
-    max_diff_eps: float = 0.0  # max over tensors of max|a-b| / (FP32_EPS · max(|a|, |b|)); ≤ ~16 = rounding
+    max_diff_eps: float = 0.0  # max over tensors of max|a-b| / (FP32_EPS · max(|a|, |b|)); ≤ 16 = rounding
     only_in_a: list[str] = dataclasses.field(default_factory=list)
     only_in_b: list[str] = dataclasses.field(default_factory=list)
     mismatched: list[str] = dataclasses.field(default_factory=list)  # "name: shape/dtype a vs b"
@@ -293,14 +296,18 @@ class Comparison:
 
     @property
     def within_fp32_rounding(self) -> bool:
-        """Same tensor set, shapes and dtypes, no NaN/Inf, every difference a few fp32 ulps of the tensor."""
+        """Same tensor set, shapes and dtypes, no NaN/Inf, every non-exempt difference a few fp32 ulps of the
+        tensor's largest magnitude."""
         return (not self.only_in_a and not self.only_in_b and not self.mismatched and not self.nonfinite
                 and self.n_compared > 0 and self.max_diff_eps <= ROUNDING_TOLERANCE_EPS)
 
     def summary(self) -> str:
-        parts = [f"{self.n_compared} tensors compared, {self.n_identical} bitwise equal, "
+        parts = [f"{self.n_compared} tensors compared, {self.n_identical} bitwise equal; "
+                 f"{self.n_differing} of {self.n_elements} elements differ, "
                  f"max |diff| {self.max_abs_diff:.3g}" + (f" in {self.worst_tensor}" if self.worst_tensor else "")
                  + f" ({self.max_diff_eps:.3g} eps of the tensor's max |value|)"]
+        if self.n_exempt:
+            parts.append(f"{self.n_exempt} more elements differ where equal magnitudes straddle a top-k cut")
         for label, names in (("only in ours", self.only_in_a), ("only in mergekit", self.only_in_b),
                              ("shape/dtype differ", self.mismatched), ("NaN/Inf", self.nonfinite)):
             if names:
@@ -308,14 +315,15 @@ class Comparison:
         return "; ".join(parts)
 
 
-def compare_checkpoints(dir_a: str | os.PathLike, dir_b: str | os.PathLike) -> Comparison:
+def compare_checkpoints(dir_a: str | os.PathLike, dir_b: str | os.PathLike, exempt=None) -> Comparison:
     """Compare every tensor of two checkpoint directories, one tensor pair in memory at a time.
 
-    Differences are computed in float64, so the comparison itself adds no rounding.
+    ``exempt(name)``, when given, is called for each tensor that is not bitwise equal and returns a flat
+    boolean mask of elements allowed to differ (or None); those are counted in ``n_exempt`` and left out of
+    the maximum. Differences are computed in float64, so the comparison itself adds no rounding.
     """
     loc_a, loc_b = tensor_locations(dir_a), tensor_locations(dir_b)
     result = Comparison(only_in_a=sorted(set(loc_a) - set(loc_b)), only_in_b=sorted(set(loc_b) - set(loc_a)))
-    worst_eps = -1.0
     for name in sorted(set(loc_a) & set(loc_b)):
         with safe_open(loc_a[name], framework="pt") as fa, safe_open(loc_b[name], framework="pt") as fb:
             a, b = fa.get_tensor(name), fb.get_tensor(name)
@@ -323,24 +331,72 @@ def compare_checkpoints(dir_a: str | os.PathLike, dir_b: str | os.PathLike) -> C
             result.mismatched.append(f"{name}: {tuple(a.shape)}/{a.dtype} vs {tuple(b.shape)}/{b.dtype}")
             continue
         result.n_compared += 1
+        result.n_elements += a.numel()
         if torch.equal(a, b):
             result.n_identical += 1
             if a.is_floating_point() and not bool(torch.isfinite(a).all()):
                 result.nonfinite.append(name)
             continue
-        a64, b64 = a.double(), b.double()
+        a64, b64 = a.double().reshape(-1), b.double().reshape(-1)
         if not (bool(torch.isfinite(a64).all()) and bool(torch.isfinite(b64).all())):
             result.nonfinite.append(name)
             continue
-        diff = float((a64 - b64).abs().max()) if a.numel() else 0.0
+        diff = (a64 - b64).abs()
+        differing = diff != 0
+        allowed = exempt(name) if exempt is not None else None
+        if allowed is not None:
+            result.n_exempt += int((differing & allowed).sum())
+            differing &= ~allowed
+            diff = torch.where(allowed, 0.0, diff)
+        result.n_differing += int(differing.sum())
+        worst = float(diff.max())
         scale = max(float(a64.abs().max()), float(b64.abs().max()))
-        in_eps = diff / (FP32_EPS * scale) if scale > 0 else (0.0 if diff == 0 else float("inf"))
-        if diff > result.max_abs_diff:
-            result.max_abs_diff, result.worst_tensor = diff, name
-        if in_eps > worst_eps:
-            worst_eps = in_eps
-            result.max_diff_eps = in_eps
+        in_eps = worst / (FP32_EPS * scale) if scale > 0 else (0.0 if worst == 0 else float("inf"))
+        if worst > result.max_abs_diff:
+            result.max_abs_diff, result.worst_tensor = worst, name
+        result.max_diff_eps = max(result.max_diff_eps, in_eps)
     return result
+
+
+def tied_topk_cut(base: torch.Tensor, finetuned: torch.Tensor, density: float) -> torch.Tensor | None:
+    """Flat mask of the entries of Δ = θ_ft − θ_base (float32) whose |Δ| equals the k-th largest |Δ|, when more
+    entries share that magnitude than the cut keeps (k = max(1, int(density · numel)), mergekit's count).
+
+    Which of those tied entries survive magnitude pruning is arbitrary: mergekit 0.1.5 takes whatever an
+    unstable ``torch.argsort`` puts first, asr-analogy keeps the lower flat index. Outputs may differ there and
+    nowhere else. Returns None when the cut is not tied (or density ≥ 1).
+    """
+    if density >= 1:
+        return None
+    mags = (finetuned.float() - base.float()).abs().reshape(-1)
+    k = max(1, int(density * mags.numel()))
+    if k >= mags.numel():
+        return None
+    threshold = torch.topk(mags, k, sorted=False).values.min()
+    at_cut = mags == threshold
+    if int((mags > threshold).sum()) + int(at_cut.sum()) <= k or float(threshold) == 0.0:
+        return None  # the cut falls cleanly (zeros kept or dropped add nothing to a merge)
+    return at_cut
+
+
+def topk_tie_exemptions(base_dir: Path, finetune_dirs: list[Path], densities: list[float]):
+    """An ``exempt`` callback for ``compare_checkpoints``: for a tensor name, the union over fine-tunes of
+    ``tied_topk_cut`` (None when no fine-tune's cut is tied)."""
+    base_loc = tensor_locations(base_dir)
+    ft_locs = [tensor_locations(d) for d in finetune_dirs]
+
+    def exempt(name: str) -> torch.Tensor | None:
+        with safe_open(base_loc[name], framework="pt") as fh:
+            base = fh.get_tensor(name)
+        mask = None
+        for loc, density in zip(ft_locs, densities):
+            with safe_open(loc[name], framework="pt") as fh:
+                tied = tied_topk_cut(base, fh.get_tensor(name), density)
+            if tied is not None:
+                mask = tied if mask is None else mask | tied
+        return mask
+
+    return exempt
 
 
 # ---- running and measuring the tools ---------------------------------------------------------------------
@@ -353,12 +409,13 @@ class Run:
     method: str
     wall_s: float  # seconds from spawn to exit
     peak_rss_bytes: int  # ru_maxrss of the child (largest process in its tree), bytes
+    cpu_s: float  # user + system CPU seconds of the child (less sensitive than wall time to other load)
     returncode: int
     log: Path
 
 
-def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, int, int]:
-    """Run ``cmd`` as a fresh child; return (wall seconds, peak RSS in bytes, exit status).
+def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, int, float, int]:
+    """Run ``cmd`` as a fresh child; return (wall seconds, peak RSS in bytes, CPU seconds, exit status).
 
     Peak RSS comes from ``os.wait4`` on this very child, so earlier children do not leak into it.
     """
@@ -369,7 +426,8 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[fl
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss * 1024, proc.returncode  # Linux reports ru_maxrss in KiB
+    # Linux reports ru_maxrss in KiB
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, proc.returncode
 
 
 def find_mergekit(explicit: str | None) -> Path | None:
@@ -402,7 +460,7 @@ def tool_command(tool: str, config: Path, out_dir: Path, mergekit: Path | None, 
         return [str(mergekit), str(config), str(out_dir), "--lazy-unpickle", "--no-copy-tokenizer",
                 "--no-write-model-card", "--quiet", "--out-shard-size", str(shard_params)]
     return [sys.executable, "-m", "asr_analogy", "merge", str(config), str(out_dir),
-            "--shard-size", str(shard_params * 4)]
+            "--shard-size", str(shard_params * 4), "--quiet"]
 
 
 def dir_bytes(path: Path) -> int:
@@ -501,15 +559,19 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out_dir, ignore_errors=True)
                 cmd = tool_command(tool, config, out_dir, mergekit, args.shard_params)
                 log = work / f"{method}-{tool}-{rep}.log"
-                wall, rss, rc = run_measured(cmd, log, env)
-                runs.append(Run(tool, method, wall, rss, rc, log))
+                wall, rss, cpu, rc = run_measured(cmd, log, env)
+                runs.append(Run(tool, method, wall, rss, cpu, rc, log))
                 status = "ok" if rc == 0 else f"FAILED (exit {rc}, log {log})"
-                print(f"  {method:16s} {tool:9s} run {rep + 1}: {wall:7.2f} s  peak RSS {_gb(rss)} GB  {status}",
+                print(f"  {method:16s} {tool:9s} run {rep + 1}: {wall:7.2f} s  CPU {cpu:7.2f} s  "
+                      f"peak RSS {_gb(rss)} GB  {status}",
                       flush=True)
                 if rc != 0:
                     print("    " + "\n    ".join(log.read_text(errors="replace").strip().splitlines()[-8:]))
         if set(tools) == {"ours", "mergekit"} and all(r.returncode == 0 for r in runs if r.method == method):
-            comparisons[method] = compare_checkpoints(work / f"{method}-ours", work / f"{method}-mergekit")
+            density = METHODS[method]["density"]
+            exempt = None if density is None else topk_tie_exemptions(
+                models["base"], models["finetunes"], [density] * len(models["finetunes"]))
+            comparisons[method] = compare_checkpoints(work / f"{method}-ours", work / f"{method}-mergekit", exempt)
     load_after = os.getloadavg()
 
     # ---- report ----
@@ -523,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cat of the {len(in_files)} input files > /dev/null: {cat_read:.2f} s ({in_bytes / cat_read / 1e9:.2f} GB/s); "
           f"cat of the base into a new file: {cat_copy:.2f} s")
     print()
-    head = f"{'method':16s} {'tool':9s} {'best wall s':>11s} {'median s':>9s} {'peak RSS GB':>11s} {'in+out GB/s':>11s}"
+    head = (f"{'method':16s} {'tool':9s} {'best wall s':>11s} {'median s':>9s} {'best CPU s':>10s} "
+            f"{'peak RSS GB':>11s} {'in+out GB/s':>11s}")
     print(head)
     print("-" * len(head))
     best: dict[tuple[str, str], Run] = {}
@@ -541,16 +604,18 @@ def main(argv: list[str] | None = None) -> int:
             best[(method, tool)] = fastest
             median = statistics.median(r.wall_s for r in mine)
             peak = max(r.peak_rss_bytes for r in mine)
-            print(f"{method:16s} {tool:9s} {fastest.wall_s:11.2f} {median:9.2f} {_gb(peak):>11s} "
+            cpu = min(r.cpu_s for r in mine)
+            print(f"{method:16s} {tool:9s} {fastest.wall_s:11.2f} {median:9.2f} {cpu:10.2f} {_gb(peak):>11s} "
                   f"{(in_bytes + out_bytes) / fastest.wall_s / 1e9:11.2f}")
         if out_bytes:
             floor = cat_read + cat_copy * out_bytes / max(1, sum(f.stat().st_size for f in base_files))
-            print(f"{method:16s} {'cat':9s} {floor:11.2f} {'':9s} {'':>11s} {(in_bytes + out_bytes) / floor / 1e9:11.2f}"
+            print(f"{method:16s} {'cat':9s} {floor:11.2f} {'':9s} {'':10s} {'':>11s} "
+                  f"{(in_bytes + out_bytes) / floor / 1e9:11.2f}"
                   "   (read inputs + write an output-sized file)")
     if set(tools) == {"ours", "mergekit"}:
         print()
-        head = (f"{'method':16s} {'wall ours/mk':>12s} {'target':>7s} {'RSS ours/mk':>12s} {'target':>7s} "
-                f"{'max |diff|':>10s} {'equal (fp32)':>12s}")
+        head = (f"{'method':16s} {'wall ours/mk':>12s} {'target':>7s} {'CPU ours/mk':>11s} {'RSS ours/mk':>12s} {'target':>7s} "
+                f"{'max |diff|':>10s} {'equal (fp32)':>12s} {'tied-cut elements':>17s}")
         print(head)
         print("-" * len(head))
         for method in methods:
@@ -563,10 +628,17 @@ def main(argv: list[str] | None = None) -> int:
             wall_ratio, rss_ratio = o.wall_s / k.wall_s, peak_o / peak_k
             t = TARGETS.get(method, {"wall": float("nan"), "rss": float("nan")})
             cmp = comparisons[method]
-            print(f"{method:16s} {wall_ratio:12.2f} {'≤' + str(t['wall']):>7s} {rss_ratio:12.2f} "
-                  f"{'≤' + str(t['rss']):>7s} {cmp.max_abs_diff:10.2e} {'yes' if cmp.within_fp32_rounding else 'NO':>12s}")
+            cpu_ratio = (min(r.cpu_s for r in runs if r.method == method and r.tool == "ours" and r.returncode == 0)
+                         / min(r.cpu_s for r in runs if r.method == method and r.tool == "mergekit" and r.returncode == 0))
+            print(f"{method:16s} {wall_ratio:12.2f} {'≤' + str(t['wall']):>7s} {cpu_ratio:11.2f} {rss_ratio:12.2f} "
+                  f"{'≤' + str(t['rss']):>7s} {cmp.max_abs_diff:10.2e} {'yes' if cmp.within_fp32_rounding else 'NO':>12s} "
+                  f"{cmp.n_exempt:17d}")
         for method, cmp in comparisons.items():
             print(f"  {method}: {cmp.summary()}")
+        if any(c.n_exempt for c in comparisons.values()):
+            print("  tied-cut elements: where a fine-tune's k-th and (k+1)-th largest |delta| are equal, which one\n"
+                  "  survives the density cut is arbitrary (mergekit: unstable argsort; ours: lower index), so the\n"
+                  "  outputs may differ there; they are counted apart and left out of max |diff|.")
     if args.json:
         args.json.write_text(json.dumps({
             "model": models["description"], "parameters": models["parameters"], "input_bytes": in_bytes,

@@ -100,3 +100,22 @@ def test_merge_config_is_mergekit_format(bench, tmp_path):
                    {"model": "/m/c", "parameters": {"weight": 0.8, "density": 0.5}}],
         "base_model": "/m/base", "merge_method": "ties", "dtype": "float32",
     }
+
+
+def test_tied_topk_cut_marks_only_a_straddling_tie(bench):
+    base = torch.zeros(6)
+    # |delta| = 3, 2, 2, 1, 0, 2; density 0.5 keeps k = 3: the 3 and two of the three 2s -> tied cut
+    tied = bench.tied_topk_cut(base, torch.tensor([3.0, -2.0, 2.0, 1.0, 0.0, 2.0]), 0.5)
+    assert tied.tolist() == [False, True, True, False, False, True]
+    # |delta| = 3, 2, 2, 1, 0, 0.5: the cut keeps exactly {3, 2, 2} -> nothing arbitrary
+    assert bench.tied_topk_cut(base, torch.tensor([3.0, -2.0, 2.0, 1.0, 0.0, 0.5]), 0.5) is None
+
+
+def test_exempt_elements_are_counted_apart(bench, tmp_path):
+    w = torch.tensor(W)
+    w[0, 1] = -2.5  # differs by 0.5 at flat index 1
+    w[1, 1] = 4.25  # differs by 0.25 at flat index 3, which is exempt
+    allowed = torch.tensor([False, False, False, True])
+    c = bench.compare_checkpoints(*_pair(tmp_path, w), exempt=lambda name: allowed if name == "w" else None)
+    assert (c.n_differing, c.n_exempt, c.max_abs_diff, c.worst_tensor) == (1, 1, 0.5, "w")
+    assert not c.within_fp32_rounding
