@@ -14,12 +14,21 @@
 | linear            | (weighted average of the models themselves, base is one input) | true | | Wortsman et al. 2022, 2203.05482 |
 | slerp             | (spherical interpolation of base and one model, factor t)      |      | | Shoemake 1985                 |
 
-Defaults, parameter names and arithmetic follow mergekit 0.1.5 so its YAML files give its numbers. Where
-this toolkit differs: ``rescale: true`` with DARE multiplies the survivors by 1/density as in the DARE paper
-(mergekit 0.1.5 instead matches the l1 norm; ``rescale: l1`` selects that); with magnitude sparsification
-``rescale: true`` matches the l1 norm in both. DARE masks come from a ``torch.Generator`` seeded from
-(``seed``, tensor name, model position, chunk index), so a merge is reproducible on one device type; mergekit
-draws from the global RNG.
+Defaults, parameter names and arithmetic follow mergekit 0.1.5 so its YAML files give its numbers (same
+operations in the same order: task arithmetic and linear merges come out bit-identical). Where this toolkit
+differs:
+
+* ``weight`` defaults to 1 (mergekit requires it).
+* Magnitude ties at the cut: when several entries share exactly the k-th largest magnitude and only some fit,
+  the lower flat index is kept; mergekit's order there is whatever ``torch.argsort`` returns (unspecified for
+  equal values). Only entries whose magnitude equals the cut can differ (25 of 141M in a 3-model TIES merge).
+* ``rescale: true`` with DARE multiplies the survivors by 1/density as in the DARE paper (mergekit 0.1.5
+  instead matches the l1 norm; ``rescale: l1`` selects that); with magnitude sparsification ``rescale: true``
+  matches the l1 norm in both.
+* DARE masks come from a ``torch.Generator`` seeded from (``seed``, tensor name, model position, chunk index),
+  so a merge is reproducible on one device type; mergekit draws from the global RNG.
+* Without ``dtype``, half-precision models are merged in float32 (mergekit computes in their own dtype); the
+  output keeps the input dtype unless ``out_dtype`` is given.
 """
 
 from __future__ import annotations
