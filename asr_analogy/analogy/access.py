@@ -80,10 +80,12 @@ class DataAccess:
         domains: Iterable[str] | None = None,
         splits: Iterable[str] | None = None,
         voices: Iterable[str] | None = None,
+        log: bool = True,
     ) -> list[dict]:
         """Records of ``manifest`` whose domain / split / voice are among those given (None: any).
 
         Raises ``LeakageError`` when the selection holds target real audio and ``consumer`` may not have it.
+        ``log=False`` checks without logging (a look at what a job would get, before deciding to run it).
         """
         recs = self._read(manifest)
         dset = None if domains is None else set(domains)
@@ -96,7 +98,7 @@ class DataAccess:
             and (sset is None or r.get("split") in sset)
             and (vset is None or r.get("voice") in vset)
         ]
-        self._check_and_log(out, manifest, consumer=consumer, purpose=purpose)
+        self._check_and_log(out, manifest, consumer=consumer, purpose=purpose, log=log)
         return out
 
     def write_for(self, records: list[dict], path: str | os.PathLike, *, consumer: str, purpose: str) -> Path:
@@ -134,7 +136,7 @@ class DataAccess:
         return out
 
     # -- guard and log -------------------------------------------------------------------------------------
-    def _check_and_log(self, records: list[dict], file, *, consumer: str, purpose: str) -> None:
+    def _check_and_log(self, records: list[dict], file, *, consumer: str, purpose: str, log: bool = True) -> None:
         target_real = [r for r in records if r.get("source", "real") == "real" and r.get("domain") in self.protected]
         entry = {
             "consumer": consumer,
@@ -148,13 +150,14 @@ class DataAccess:
         }
         if target_real and not _allowed(consumer, TARGET_REAL_ALLOWED):
             entry["refused"] = True
-            self._log(entry)
+            self._log(entry)  # refusals are always logged
             doms = sorted({r.get("domain") for r in target_real})
             raise LeakageError(
                 f"stage '{self.stage}' ({consumer}) asked for {len(target_real)} real utterances of target "
                 f"domain(s) {doms}; target real audio is read only by {', '.join(TARGET_REAL_ALLOWED)}"
             )
-        self._log(entry)
+        if log:
+            self._log(entry)
 
     def _log(self, entry: dict) -> None:
         entry = {"time": round(time.time(), 3), "stage": self.stage, **entry}

@@ -161,6 +161,7 @@ class EvaluateConfig(_Section):
     max_new_tokens: int | None = Field(default=None, ge=1)  # cap on generated tokens per clip (None: the model's)
     test_split: str = "test"
     lambda_curve: bool = True  # also score the λ grid on target test, for the WER-vs-λ plot (reporting only)
+    export_models: bool = True  # write θ_D (and the ensemble's) as model directories under final/<target>/
 
 
 class RecipeConfig(_Section):

@@ -395,36 +395,38 @@ class Syn2RealRecipe:
             summary[job.dirname] = self._run_job(job, plan, access)
         return summary
 
+    def _job_fingerprint(self, key: str) -> str:
+        done = self.job_dir(key) / "job.json"
+        if not done.is_file():
+            raise AsrAnalogyError(f"model {self.job_dir(key).name} is not trained yet: run the finetune stage")
+        return _read_json(done)["fingerprint"]
+
     def _run_job(self, job: Job, plan: Plan, access: DataAccess) -> dict:
+        """Train one job unless a finished model with the same fingerprint exists.
+
+        The fingerprint covers the job (init, data selection, schedule), the training records themselves (so a
+        new TTS voice retrains), every fine-tuning setting, and the fingerprint of the model it starts from.
+        """
+        import shutil
+
         ft = self.cfg.finetune
         jdir = self.out / "models" / job.dirname
         done = jdir / "job.json"
-        if done.is_file():
-            info = _read_json(done)
-            if info.get("key") == job.key and Path(info["model_dir"]).is_dir():
-                self.echo(f"[finetune] {job.dirname} complete, skipped")
-                return info
-        jdir.mkdir(parents=True, exist_ok=True)
-        train = []
-        for spec in job.train:
-            train += access.records(self._manifest_of(spec.source), consumer=job.consumer, purpose="train",
-                                    domains=spec.domains, splits=[spec.split], voices=spec.voices)
+        model_dir = jdir / "model"
+
+        def gather(specs, purpose, log):
+            recs = []
+            for spec in specs:
+                recs += access.records(self._manifest_of(spec.source), consumer=job.consumer, purpose=purpose,
+                                       domains=spec.domains, splits=[spec.split], voices=spec.voices, log=log)
+            return recs
+
+        train, dev = gather(job.train, "train", False), gather(job.dev, "select", False)
         if not train:
             raise ConfigError(f"{job.dirname}: no training utterances for {' + '.join(d.describe() for d in job.train)}")
-        write_manifest(train, jdir / "train.jsonl", relative=False)
-        dev_path = None
-        if job.dev:
-            dev = []
-            for spec in job.dev:
-                dev += access.records(self._manifest_of(spec.source), consumer=job.consumer, purpose="select",
-                                      domains=spec.domains, splits=[spec.split], voices=spec.voices)
-            if dev:
-                dev_path = jdir / "dev.jsonl"
-                write_manifest(dev, dev_path, relative=False)
         init = self.base_dir if job.init == "base" else str(self.model_dir(job.init))
-        model_dir = jdir / "model"
         values = dict(
-            model=init, train_manifest=str(jdir / "train.jsonl"), dev_manifest=str(dev_path) if dev_path else None,
+            model=init, train_manifest=str(jdir / "train.jsonl"), dev_manifest=str(jdir / "dev.jsonl") if dev else None,
             output_dir=str(model_dir), learning_rate=ft.learning_rate * job.lr_scale, batch_size=ft.batch_size,
             grad_accum=ft.grad_accum, warmup_steps=ft.warmup_steps, freeze_encoder=ft.freeze_encoder,
             audio_context_s=ft.audio_context_s, seed=ft.seed, resume=ft.resume,
@@ -433,16 +435,37 @@ class Syn2RealRecipe:
             values["max_steps"] = job.max_steps
         elif job.num_epochs is not None:
             values["num_epochs"] = job.num_epochs
-        if dev_path and ft.eval_steps:
+        if dev and ft.eval_steps:
             values["eval_steps"] = ft.eval_steps
         values.update(ft.extra)
+        fingerprint = _hash({
+            "key": job.key, "values": {k: v for k, v in values.items() if k not in ("model", "resume")},
+            "init": init if job.init == "base" else self._job_fingerprint(job.init),
+            "train": sorted(json.dumps(r, sort_keys=True) for r in train),
+            "dev": sorted(json.dumps(r, sort_keys=True) for r in dev),
+        })
+        if done.is_file():
+            info = _read_json(done)
+            if info.get("fingerprint") == fingerprint and Path(info["model_dir"]).is_dir():
+                self.echo(f"[finetune] {job.dirname} complete, skipped")
+                return info
+        pending = jdir / "pending.json"
+        if jdir.exists() and not (pending.is_file() and _read_json(pending).get("fingerprint") == fingerprint):
+            shutil.rmtree(jdir)  # another config's model or checkpoints: never resume from them
+        jdir.mkdir(parents=True, exist_ok=True)
+        _write_json(pending, {"fingerprint": fingerprint})
+        gather(job.train, "train", True)  # the hand-out, logged
+        write_manifest(train, jdir / "train.jsonl", relative=False)
+        if dev:
+            gather(job.dev, "select", True)
+            write_manifest(dev, jdir / "dev.jsonl", relative=False)
         t0 = time.time()
         if model_dir.is_dir() and (model_dir / "config.json").is_file():
             final = model_dir  # finished by a run killed before it could write job.json
         else:
             final = _deps.finetune(values)
-        info = {"key": job.key, "role": job.role, "model_dir": str(Path(final).resolve()), "init": init,
-                "train_utterances": len(train), "learning_rate": values["learning_rate"],
+        info = {"key": job.key, "fingerprint": fingerprint, "role": job.role, "model_dir": str(Path(final).resolve()),
+                "init": init, "train_utterances": len(train), "learning_rate": values["learning_rate"],
                 "max_steps": values.get("max_steps"), "elapsed_s": round(time.time() - t0, 1),
                 "data": [d.describe() for d in job.train]}
         _write_json(done, info)
@@ -462,13 +485,18 @@ class Syn2RealRecipe:
 
     def suite_vectors(self, suite: Suite) -> dict:
         """Ids of the suite's vectors: ``{"syn2real": id, "ensemble": id or None}``."""
-        pair = f"pair-{suite.A}-{suite.B}"
+        fp = self._job_fingerprint
+        pair = self.pair_id(suite.A, suite.B)
         ens = None
         if suite.ensemble:
             e = self.cfg.ensemble
-            ens = "ens-" + _hash({"pairs": [(a, b) for _, a, b in suite.ensemble], "method": e.method,
+            ens = "ens-" + _hash({"pairs": [(fp(a), fp(b)) for _, a, b in suite.ensemble], "method": e.method,
                                   "density": e.density, "seed": e.seed})
         return {"syn2real": pair, "ensemble": ens}
+
+    def pair_id(self, a: str, b: str) -> str:
+        """Id of the vector θ_B − θ_A of two trained jobs (changes when either is retrained)."""
+        return "pair-" + _hash([self._job_fingerprint(a), self._job_fingerprint(b)])
 
     def stage_vectors(self) -> dict:
         from asr_analogy.analogy.vectors import ensemble_vector, load_vector, save_vector, syn2real_vector, vector_stats
@@ -480,7 +508,7 @@ class Syn2RealRecipe:
         suites = [s for tp in plan.targets for s in [tp.main, *tp.pseudo]]
 
         def pair_vector(a: str, b: str) -> tuple[str, dict]:
-            vid = f"pair-{a}-{b}"
+            vid = self.pair_id(a, b)
             path = self.vector_path(vid)
             if vid in index and path.is_file():
                 return vid, load_vector(path)
@@ -529,7 +557,7 @@ class Syn2RealRecipe:
         lam = self.cfg.lambda_
         ev = self.cfg.evaluate
         ids = [r.get("id") or r["audio_filepath"] for r in records]
-        key = _hash({"C": c_key, "v": vid, "ids": ids, "grid": lam.grid, "norm": ev.normalizer, "beams": ev.num_beams,
+        key = _hash({"C": self._job_fingerprint(c_key), "v": vid, "ids": ids, "grid": lam.grid, "norm": ev.normalizer, "beams": ev.num_beams,
                      "max_new_tokens": ev.max_new_tokens})
         path = self.out / "lambda" / "sweeps" / f"{key}.json"
         if path.is_file():
@@ -650,7 +678,8 @@ class Syn2RealRecipe:
             summary[t] = {}
             for sysd in self.systems_for(tp):
                 name = sysd["system"]
-                spec = {**sysd, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed,
+                model_fp = self.base_dir if sysd["model"] == "base" else self._job_fingerprint(sysd["model"])
+                spec = {**sysd, "model_fingerprint": model_fp, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed,
                         "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens, "n": len(recs)}
                 mpath = edir / "metrics" / f"{name}.json"
                 if mpath.is_file() and _read_json(mpath).get("spec") == spec:
@@ -668,7 +697,7 @@ class Syn2RealRecipe:
             if ev.lambda_curve:
                 ids = self.suite_vectors(tp.main)
                 cpath = edir / "lambda_curve.json"
-                spec = {"C": tp.main.C, "v": ids["syn2real"], "grid": self.cfg.lambda_.grid, "n": len(recs),
+                spec = {"C": self._job_fingerprint(tp.main.C), "v": ids["syn2real"], "grid": self.cfg.lambda_.grid, "n": len(recs),
                         "normalizer": ev.normalizer, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens}
                 if not (cpath.is_file() and _read_json(cpath).get("spec") == spec):
                     self.echo(f"[evaluate] {t}: WER vs λ on test (for the plot; the selection never sees it)")
@@ -676,7 +705,41 @@ class Syn2RealRecipe:
                                                self.cfg.lambda_.grid)
                     _write_json(cpath, {"spec": spec, "lambdas": [c["lambda"] for c in curve],
                                         "wer": [c["wer"] for c in curve], "cer": [c["cer"] for c in curve]})
+            if ev.export_models:
+                self._export_models(tp)
         return summary
+
+    def _export_models(self, tp) -> None:
+        """final/<target>/{syn2real,ensemble}/: the adapted models as plain model directories.
+
+        θ_C + λ·(θ_B − θ_A) streams through the merge core (``asr_analogy.merge.analogy_merge``); an ensemble
+        made with a random DARE mask is written from the very vector that was evaluated.
+        """
+        from asr_analogy.analogy.vectors import load_vector, save_analogy_model
+        from asr_analogy.merge import analogy_merge
+
+        sel = _read_json(self.out / "lambda" / f"{tp.target}.json")
+        ids = self.suite_vectors(tp.main)
+        e = self.cfg.ensemble
+        todo = [("syn2real", [(tp.main.A, tp.main.B)], sel["value"], "task_arithmetic", None, ids["syn2real"])]
+        if ids["ensemble"]:
+            todo.append(("ensemble", [(a, b) for _, a, b in tp.main.ensemble], sel.get("value_ensemble", sel["value"]),
+                         e.method, e.density, ids["ensemble"]))
+        for name, pairs, lam, method, density, vid in todo:
+            out = self.out / "final" / tp.target / name
+            spec = {"C": self._job_fingerprint(tp.main.C), "vector": vid, "lambda": lam, "method": method, "density": density}
+            marker = out / "analogy.json"
+            if marker.is_file() and _read_json(marker).get("spec") == spec:
+                continue
+            c_dir = self.model_dir(tp.main.C)
+            if method.startswith("dare"):
+                save_analogy_model(c_dir, load_vector(self.vector_path(vid)), lam, out, force=True)
+            else:
+                analogy_merge(c_dir, [(self.model_dir(a), self.model_dir(b)) for a, b in pairs], lam, out,
+                              method=method, density=density, force=True, progress=False)
+            _write_json(marker, {"spec": spec, "target_synthetic": str(c_dir), "lambda": lam,
+                                 "pairs": [[str(self.model_dir(a)), str(self.model_dir(b))] for a, b in pairs]})
+            self.echo(f"[evaluate] {tp.target}: wrote {out} (θ_C + {lam:g}·{name} vector)")
 
     # ---- report --------------------------------------------------------------------------------------------
     def describe_report(self) -> list[str]:

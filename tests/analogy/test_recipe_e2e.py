@@ -79,3 +79,31 @@ def test_lambda_comes_from_the_pseudo_target_curve(e2e_run):
     assert sel["value"] == min(l for l, w in zip(curve["lambdas"], curve["wer"]) if w == best)
     assert "pseudo-target" in sel["how"] and "beta" in sel["how"]
     assert sel["oracle"]["curve"]["label"].startswith("ORACLE")
+
+
+def test_exported_models_are_the_evaluated_analogy(e2e_run):
+    import torch
+
+    from asr_analogy.analogy.vectors import apply_analogy, load_vector
+    from asr_analogy.io.checkpoint import load_state_dict
+
+    _, exp, _ = e2e_run
+    sel = json.loads((exp / "lambda" / "alpha.json").read_text())
+    info = json.loads((exp / "final" / "alpha" / "syn2real" / "analogy.json").read_text())
+    assert info["lambda"] == sel["value"]
+    (pair,) = info["pairs"]
+    c = load_state_dict(info["target_synthetic"])
+    a, b = load_state_dict(pair[0]), load_state_dict(pair[1])
+    out = load_state_dict(exp / "final" / "alpha" / "syn2real")
+    expected = apply_analogy(c, {k: b[k] - a[k] for k in c if c[k].is_floating_point()}, sel["value"])
+    assert set(out) == set(c)
+    for name in c:
+        torch.testing.assert_close(out[name], expected[name], rtol=0, atol=1e-6)
+    # the ensemble directory is θ_C + λ·(the ensemble vector that was evaluated)
+    ens_info = json.loads((exp / "final" / "alpha" / "ensemble" / "analogy.json").read_text())
+    ens = load_vector(exp / "vectors" / f"{ens_info['spec']['vector']}.safetensors")
+    ens_out = load_state_dict(exp / "final" / "alpha" / "ensemble")
+    ens_expected = apply_analogy(c, ens, ens_info["lambda"])
+    for name in c:
+        torch.testing.assert_close(ens_out[name], ens_expected[name], rtol=0, atol=1e-6)
+    assert (exp / "final" / "alpha" / "syn2real" / "config.json").is_file()
