@@ -143,6 +143,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--beams", type=int, default=1, help="beam width on every side (1 = greedy)")
     ap.add_argument("--ct2", action="store_true", help="also run the ctranslate2 runtime on the original model.bin")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time the encoder alone at batch 1 and at --batch-size, and count decoding steps")
     ap.add_argument("--rounds", type=int, default=1, help="timed runs per side, alternating")
     ap.add_argument("--corpus", type=Path, default=ROOT / "data" / "ivr")
     ap.add_argument("--tts", action="store_true", help="use piper sentences even when the IVR corpus is present")
@@ -214,8 +216,43 @@ def main() -> int:
         for r, a, b in zip(recs, hyps["ours"], hyps[other]):
             if a != b:
                 print(f"  differs: {Path(r['audio_filepath']).name}: ours {a!r} | {other} {b!r}")
+    if args.breakdown:
+        breakdown(model, processor, recs, hyps["ours"], args.batch_size)
     tmp.cleanup()
     return 0
+
+
+def breakdown(model, processor, recs, hyps, batch_size):
+    """Where the time goes: the 30-s encoder (same work per clip at any batch size) versus decoding steps."""
+    import torch
+
+    from asr_analogy.io.audio import load_audio
+
+    audios = [load_audio(r["audio_filepath"]) for r in recs]
+    feats = processor.feature_extractor(audios, sampling_rate=16000, return_tensors="pt").input_features
+    times = {1: 0.0, batch_size: 0.0}
+    with torch.inference_mode():
+        for start in range(0, len(recs), batch_size):
+            chunk = feats[start : start + batch_size]
+            t0 = time.perf_counter()
+            for i in range(len(chunk)):
+                model.model.encoder(chunk[i : i + 1])
+            times[1] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model.model.encoder(chunk)
+            times[batch_size] += time.perf_counter() - t0
+    n = len(recs)
+    print(f"encoder alone: batch 1 {times[1]:.2f} s ({times[1] / n * 1000:.0f} ms/clip), batch {batch_size} "
+          f"{times[batch_size]:.2f} s ({times[batch_size] / n * 1000:.0f} ms/clip)")
+    # Decoding steps: one clip at a time runs len(tokens)+1 steps per clip; a batch runs as many steps as its
+    # longest member (sorted by duration, as transcribe does).
+    lengths = [len(processor.tokenizer(h, add_special_tokens=False).input_ids) + 1 for h in hyps]
+    order = sorted(range(n), key=lambda i: -float(recs[i]["duration"]))
+    batched_rows = sum(max(lengths[i] for i in order[s : s + batch_size]) * len(order[s : s + batch_size])
+                       for s in range(0, n, batch_size))
+    batched_steps = sum(max(lengths[i] for i in order[s : s + batch_size]) for s in range(0, n, batch_size))
+    print(f"decoding: one at a time {sum(lengths)} steps of 1 row; batched {batched_steps} steps, "
+          f"{batched_rows} row-steps (rows kept running until the longest clip of their batch ends)")
 
 
 if __name__ == "__main__":
