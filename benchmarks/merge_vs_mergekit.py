@@ -414,20 +414,41 @@ class Run:
     log: Path
 
 
+# Measures one command from a small process. Linux's ru_maxrss of a child starts from the image it was forked
+# from (the high-water mark survives exec), so a child spawned straight from this script would report at least
+# this script's own resident size (torch, tensors just compared). This launcher, started with -S -I, is ~10 MB;
+# it spawns the command, waits for it with wait4 and writes {wall_s, maxrss_kib, cpu_s} as JSON.
+_LAUNCHER = """
+import json, os, sys, time
+result, cmd = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawnp(cmd[0], cmd, os.environ)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(result, "w") as fh:
+    json.dump({"wall_s": wall, "maxrss_kib": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}, fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float, int, float, int]:
     """Run ``cmd`` as a fresh child; return (wall seconds, peak RSS in bytes, CPU seconds, exit status).
 
-    Peak RSS comes from ``os.wait4`` on this very child, so earlier children do not leak into it.
+    Wall time, peak RSS (``ru_maxrss``) and CPU time come from ``wait4`` on that very child, spawned by a
+    small launcher process so neither earlier children nor this script's own memory leak into them.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    result = log.with_suffix(".rusage.json")
+    result.unlink(missing_ok=True)
     with open(log, "wb") as fh:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.run([sys.executable, "-S", "-I", "-c", _LAUNCHER, str(result), *cmd],
+                              stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if not result.is_file():
+        raise RuntimeError(f"could not run {cmd[0]} (exit {proc.returncode}); see {log}")
+    usage = json.loads(result.read_text())
+    result.unlink()
     # Linux reports ru_maxrss in KiB
-    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime, proc.returncode
+    return usage["wall_s"], usage["maxrss_kib"] * 1024, usage["cpu_s"], proc.returncode
 
 
 def find_mergekit(explicit: str | None) -> Path | None:

@@ -119,3 +119,17 @@ def test_exempt_elements_are_counted_apart(bench, tmp_path):
     c = bench.compare_checkpoints(*_pair(tmp_path, w), exempt=lambda name: allowed if name == "w" else None)
     assert (c.n_differing, c.n_exempt, c.max_abs_diff, c.worst_tensor) == (1, 1, 0.5, "w")
     assert not c.within_fp32_rounding
+
+
+def test_peak_rss_is_the_childs_own(bench, tmp_path):
+    # 256 MB resident here must not show up in a child that allocates nothing (Linux's ru_maxrss of a child
+    # starts from the image it was forked from); a child that fills 256 MB must show at least that.
+    ballast = torch.ones(64 << 20)  # float32: 256 MiB, every page touched
+    idle = bench.run_measured([sys.executable, "-S", "-c", "pass"], tmp_path / "idle.log")
+    busy = bench.run_measured([sys.executable, "-S", "-c", "b = bytearray(256 << 20); b[::4096] = b'x' * (65536)"],
+                              tmp_path / "busy.log")
+    assert float(ballast.sum()) == 64 << 20
+    assert idle[3] == 0 and busy[3] == 0
+    assert idle[1] < 100e6
+    assert busy[1] >= 256 << 20
+    assert idle[2] >= 0.0 and busy[0] > 0.0
