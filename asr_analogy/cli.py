@@ -194,7 +194,7 @@ def finetune_cmd(config, resume, force, model, output_dir, max_steps, learning_r
         overrides["resume"] = True
     if force:
         overrides["force"] = True
-    out = finetune(load_finetune_config(config, overrides))
+    out = finetune(load_finetune_config(config, overrides), echo=lambda m: click.echo(m, err=True))
     click.echo(str(out))
 
 

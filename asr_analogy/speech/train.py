@@ -39,7 +39,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -333,14 +333,22 @@ def _publish(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
-def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
+def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, echo: Callable[[str], None] | None = None) -> Path:
     """Fine-tune the configured model; returns the final ``save_pretrained`` directory (``output_dir``).
 
     ``config`` is a ``FinetuneConfig``, a dict of its keys, or a YAML path. Checks that need no model run
     first (existing output, stale checkpoints, manifests with no usable audio) and fail with an
-    ``AsrAnalogyError`` before anything is written.
+    ``AsrAnalogyError`` before anything is written. ``echo`` receives progress lines (data kept/skipped,
+    resuming, done); they go to the module logger as well. Only the main process echoes.
     """
     from asr_analogy.speech.data import load_manifest_dataset
+
+    main_process = int(os.environ.get("RANK", "0")) == 0
+
+    def say(message: str) -> None:
+        log.info(message)
+        if echo is not None and main_process:
+            echo(message)
 
     if isinstance(config, (str, os.PathLike)):
         cfg = load_finetune_config(config)
@@ -359,7 +367,7 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
     if out_dir.exists() and cfg.resume and not cfg.force:
         complete, steps = _is_complete(out_dir, cfg)
         if complete:
-            log.info("%s is complete (%s steps); nothing to do", out_dir, steps)
+            say(f"{out_dir} is complete ({steps} steps); nothing to do")
             return out_dir
         if last is None:
             raise CheckpointError(
@@ -390,12 +398,11 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
         max_s = cfg.max_duration_s or 30.0
     data_kw = dict(max_duration_s=max_s, min_duration_s=cfg.min_duration_s, silence_dbfs=cfg.silence_dbfs)
     train_ds, train_report = load_manifest_dataset(cfg.train_manifest, **data_kw)
-    log.info("train: %s", train_report.summary())
+    say(f"train: {train_report.summary()}")
     dev_ds = dev_report = None
     if cfg.dev_manifest is not None:
         dev_ds, dev_report = load_manifest_dataset(cfg.dev_manifest, **data_kw)
-        log.info("dev: %s", dev_report.summary())
-
+        say(f"dev: {dev_report.summary()}")
 
     import transformers
 
@@ -412,7 +419,7 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
     trainer.accelerator.wait_for_everyone()
     resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
     if resume_from:
-        log.info("resuming from %s", resume_from)
+        say(f"resuming from {resume_from}")
     trainer.train(resume_from_checkpoint=resume_from)
 
     # Final directory: every rank takes part in save_model (sharded/ZeRO-3 models gather), rank 0 publishes.
@@ -437,6 +444,7 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike) -> Path:
             raise
         if not cfg.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+        say(f"{trainer.state.global_step} steps; final model in {out_dir}")
     trainer.accelerator.wait_for_everyone()
     return out_dir
 

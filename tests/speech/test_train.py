@@ -101,7 +101,9 @@ def test_whisper_finetune_best_checkpoint_reload_and_resume(chirps, whisper_base
     )
     result = cli("finetune", cfg)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == str(out)
+    assert result.stdout.strip().splitlines()[-1] == str(out)  # the last line of stdout: the model directory
+    assert "train: kept 4 of 4 utterances (5.8 s)" in result.stderr
+    assert f"4 steps; final model in {out}" in result.stderr
 
     # Loss on the repeated batch: finite and falling.
     first = losses(out)
@@ -138,6 +140,7 @@ def test_whisper_finetune_best_checkpoint_reload_and_resume(chirps, whisper_base
     shutil.rmtree(out)
     result = cli("finetune", cfg, "--resume", "--max-steps", "6")
     assert result.exit_code == 0, result.output
+    assert "resuming from" in result.stderr and "checkpoint-4" in result.stderr
     resumed = losses(out)
     assert [s for s, _ in resumed] == [1, 2, 3, 4, 5, 6]
     assert resumed[:4] == first  # steps 1-4 come from checkpoint-4's state, not from training again
@@ -149,6 +152,7 @@ def test_whisper_finetune_best_checkpoint_reload_and_resume(chirps, whisper_base
     result = cli("finetune", cfg, "--resume", "--max-steps", "6")
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    assert "is complete (6 steps); nothing to do" in result.stderr
 
 
 def test_whisper_audio_context_model_reloads_and_generates(chirps, whisper_base, tmp_path):
