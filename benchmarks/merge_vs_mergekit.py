@@ -1,11 +1,11 @@
 """`asr-analogy merge` side by side with `mergekit-yaml` (mergekit 0.1.5) on a base + 3 fine-tunes.
 
 Both tools get the same mergekit-format YAML (`task_arithmetic`, then `ties` at density 0.5) and run
-alternately, A B A B ..., as fresh child processes. For each run we print the wall time (s), the peak resident
-memory of the child (GB, from ``wait4``'s ``ru_maxrss``; it counts the pages of memory-mapped checkpoints the
-child touched), and the bytes read + written per second; next to them the same files through ``cat`` (the
-physical limit of this disk and page cache). Then the ratios ours / mergekit, and the largest |difference|
-between the two outputs over every tensor.
+alternately, A B B A ..., as fresh child processes. For each run we print the wall time (s), the CPU time (s),
+the peak resident memory of the child (GB, from ``wait4``'s ``ru_maxrss``; it counts the pages of memory-mapped
+checkpoints the child touched), and the bytes read + written per second; next to them the same files through
+``cat`` (the physical limit of this disk and page cache). Then the ratios ours / mergekit, and the largest
+|difference| between the two outputs over every tensor. See benchmarks/README.md for how to read the table.
 
     make bench-setup                                   # once: .venv-mergekit with mergekit 0.1.5; gguf in .venv
     .venv/bin/python benchmarks/merge_vs_mergekit.py   # SmolLM2-135M (fp32, 0.54 GB per model), 2 repeats
@@ -452,9 +452,13 @@ def run_measured(cmd: list[str], log: Path, env: dict | None = None) -> tuple[fl
 
 
 def find_mergekit(explicit: str | None) -> Path | None:
-    """``--mergekit-yaml``, else ``$MERGEKIT_YAML``, else ``.venv-mergekit/bin/mergekit-yaml``, else PATH."""
-    for candidate in (explicit, os.environ.get("MERGEKIT_YAML"), REPO / ".venv-mergekit" / "bin" / "mergekit-yaml",
-                      shutil.which("mergekit-yaml")):
+    """``--mergekit-yaml``, else ``$MERGEKIT_YAML``, else ``.venv-mergekit/bin/mergekit-yaml``, else PATH.
+
+    A path given explicitly (option or variable) must exist: no silent fallback to another mergekit."""
+    given = explicit or os.environ.get("MERGEKIT_YAML")
+    if given:
+        return Path(given) if Path(given).is_file() else None
+    for candidate in (REPO / ".venv-mergekit" / "bin" / "mergekit-yaml", shutil.which("mergekit-yaml")):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -541,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     if "mergekit" in tools:
         mergekit = find_mergekit(args.mergekit_yaml)
         if mergekit is None:
-            print("mergekit-yaml not found. Create its own venv (kept apart from .venv) with:\n"
+            given = args.mergekit_yaml or os.environ.get("MERGEKIT_YAML")
+            print(f"mergekit-yaml not found{f' at {given}' if given else ''}. Create its own venv (kept apart "
+                  "from .venv) with:\n"
                   "    make bench-setup\n"
                   "or pass --mergekit-yaml PATH / set MERGEKIT_YAML.", file=sys.stderr)
             return 2
