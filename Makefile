@@ -49,7 +49,7 @@ demo: venv system-deps corpus
 corpus: venv
 	$(BIN)/asr-analogy prep ivr-prompts data/ivr
 
-bench: venv
+bench: bench-setup corpus
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 # Peers for benchmarks/merge_vs_mergekit.py: mergekit 0.1.5 in its own venv (its pins never touch .venv),
