@@ -77,6 +77,7 @@ def collect_results(recipe) -> dict:
         if marker:
             timing[stage] = marker.get("elapsed_s")
     res["stage_seconds"] = timing
+    res["exported"] = sorted(str(p.parent.relative_to(out)) for p in (out / "final").glob("*/*/analogy.json"))
     return res
 
 
@@ -144,6 +145,10 @@ def _markdown(results: dict, plots: dict) -> str:
         md.append("")
     if "systems" in plots:
         md.append(f"![WER of every system]({plots['systems']})")
+        md.append("")
+    if results.get("exported"):
+        md.append("Adapted models (plain transformers directories): "
+                  + ", ".join(f"`{p}`" for p in results["exported"]) + ".")
         md.append("")
     if results.get("stage_seconds"):
         md.append("Stage wall times (s): " + ", ".join(f"{k} {v:g}" for k, v in results["stage_seconds"].items() if v is not None))

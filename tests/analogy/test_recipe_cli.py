@@ -35,7 +35,7 @@ def test_dry_run_of_the_ivr_recipe_and_the_demo_write_nothing(tmp_path):
         assert "valid" in r.output.splitlines()[0]
         for i, stage in enumerate(STAGES, 1):
             assert f"{i}. {stage}" in r.output
-        assert "bundled:tiny.en" in r.output and "pseudo-target: hold out general" in r.output
+        assert "bundled:tiny.en" in r.output and "pseudo-target: hold out digits" in r.output
     assert "targets: voicemail;" in r.output  # the demo runs one target
     assert list(tmp_path.iterdir()) == []
 
