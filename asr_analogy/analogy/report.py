@@ -118,14 +118,15 @@ def _markdown(results: dict, plots: dict) -> str:
                   + (f"; pseudo-target(s) for λ: {', '.join(e['pseudo_targets'])}" if e["pseudo_targets"] else "")
                   + ".")
         md.append("")
-        md.append("| system | λ | WER % | 95 % CI | CER % | vs C | utterances |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|")
+        md.append("| system | λ | WER % | 95 % CI | CER % | vs C | utterances | words |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for s in sorted(e["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
             ci = s.get("wer_ci95")
             ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
             lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
             rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
-            md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} | {s.get('n_utterances') or ''} |")
+            md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} "
+                      f"| {s.get('n_utterances') or ''} | {s.get('n_words') or ''} |")
         md.append("")
         md.append(f"λ = {e['lambda']['value']:g} — {e['lambda']['how']}."
                   + (f" Ensemble λ = {e['lambda']['value_ensemble']:g}." if e["lambda"].get("value_ensemble") is not None else "")
