@@ -29,7 +29,7 @@ import numpy as np
 
 from asr_analogy.errors import AudioError, ManifestError, OutputExistsError
 from asr_analogy.io.atomic import atomic_dir, atomic_file
-from asr_analogy.io.audio import TARGET_SR, load_audio, resample, write_wav
+from asr_analogy.io.audio import TARGET_SR, load_audio, load_audio_bytes, to_mono, write_wav
 from asr_analogy.io.manifest import write_manifest
 
 PREPARED_MARKER = "prepared.json"
@@ -170,30 +170,13 @@ def _read_segment(path: Path, offset: float, duration: float | None, sr: int) ->
         raise
     except Exception as exc:
         raise AudioError(f"cannot decode audio file {path}: {exc}") from None
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"audio file {path} holds NaN or Inf samples")
-    return resample(mono, file_sr, sr)
+    if data.shape[0] == 0:
+        return np.zeros(0, np.float32)  # convert_audio reports the empty segment
+    return to_mono(data, file_sr, sr, what=f"audio file {path}")
 
 
-def decode_audio_bytes(data: bytes, name: str, sr: int = TARGET_SR) -> np.ndarray:
-    """Decode an in-memory audio file (wav, flac, ogg, ...) to float32 mono at ``sr`` Hz, shape (samples,)."""
-    import io
-
-    import soundfile as sf
-
-    if not data:
-        raise AudioError(f"audio of {name} is empty (0 bytes)")
-    try:
-        audio, file_sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioError(f"cannot decode audio of {name}: {exc}") from None
-    if audio.shape[0] == 0:
-        raise AudioError(f"audio of {name} holds no samples")
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(f"audio of {name} holds NaN or Inf samples")
-    return resample(mono, file_sr, sr)
+decode_audio_bytes = load_audio_bytes
+"""Decode an in-memory audio file to float32 mono at ``sr`` Hz (``asr_analogy.io.audio.load_audio_bytes``)."""
 
 
 # ---- splits ------------------------------------------------------------------------------------------------

@@ -33,11 +33,34 @@ def load_audio(path: str | os.PathLike, sr: int = TARGET_SR) -> np.ndarray:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types (LibsndfileError, RuntimeError, TypeError)
         raise AudioError(f"cannot decode audio file {path}: {exc}") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"audio file {path} holds no samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    return to_mono(data, file_sr, sr, what=f"audio file {path}")
+
+
+def load_audio_bytes(data: bytes, name: str, sr: int = TARGET_SR) -> np.ndarray:
+    """Decode an in-memory audio file (wav, flac, ogg, ...) like ``load_audio``; ``name`` is used in errors."""
+    import io
+
+    import soundfile as sf
+
+    if not data:
+        raise AudioError(f"audio of {name} is empty (0 bytes)")
+    try:
+        frames, file_sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"cannot decode audio of {name}: {exc}") from None
+    return to_mono(frames, file_sr, sr, what=f"audio of {name}")
+
+
+def to_mono(frames: np.ndarray, file_sr: int, sr: int = TARGET_SR, what: str = "audio") -> np.ndarray:
+    """Frames of shape (samples, channels) at ``file_sr`` Hz -> float32 mono at ``sr`` Hz, shape (samples,).
+
+    The down-mix is the channel mean. Raises ``AudioError`` (starting with ``what``) for no samples or NaN/Inf.
+    """
+    if frames.shape[0] == 0:
+        raise AudioError(f"{what} holds no samples")
+    mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     if not np.all(np.isfinite(mono)):
-        raise AudioError(f"audio file {path} holds NaN or Inf samples")
+        raise AudioError(f"{what} holds NaN or Inf samples")
     return resample(mono, file_sr, sr)
 
 

@@ -57,3 +57,15 @@ def test_levels():
     assert is_silent(np.full(100, 1e-4))  # -80 dBFS
     assert not is_silent(np.full(100, 0.01))  # -40 dBFS
     np.testing.assert_array_equal(resample(np.ones(5), 16000, 16000), np.ones(5, np.float32))
+
+
+def test_bytes_decode_like_files(tmp_path):
+    from asr_analogy.io.audio import load_audio_bytes
+
+    x = (0.2 * np.sin(np.linspace(0, 50, 800))).astype(np.float32)
+    path = write_wav(tmp_path / "x.wav", x, 8000)
+    np.testing.assert_array_equal(load_audio_bytes(path.read_bytes(), "clip-7"), load_audio(path))
+    with pytest.raises(AudioError, match="audio of clip-7 is empty"):
+        load_audio_bytes(b"", "clip-7")
+    with pytest.raises(AudioError, match="cannot decode audio of clip-7"):
+        load_audio_bytes(b"not audio at all", "clip-7")
