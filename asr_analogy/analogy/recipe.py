@@ -72,26 +72,32 @@ def _read_json(path: Path):
 def synthesis_calls(default_backend: str, voices: list[str] | None, texts: list[dict], samples: int):
     """The ``synthesize`` calls of the synthesize stage: ``(backend, voices, sentences or None, samples)``.
 
-    One backend: a single call with all its voices (the pipeline rotates them; sentences None = all). Voices of
-    several backends: sample j of sentence i goes to voice (i·samples + j) mod V over all V voices, as the
-    pipeline would do for one backend; one call per voice with its sentences.
+    One voice: a single call over all sentences (sentences None). Several voices (of one backend or several):
+    sample j of a sentence goes to voice (h + j) mod V, where h is a hash of the sentence's domain and id, so a
+    sentence is read by the same voice whichever other domains are synthesized with it (the models trained on a
+    domain's synthetic speech then do not change when targets are added); one call per voice.
     """
     groups = voices_by_backend(default_backend, voices)
-    if len(groups) == 1:
-        ((b, names),) = groups.items()
-        return [(b, names or None, None, samples)]
-    flat = [(b, v) for b, names in groups.items() for v in names]
+    flat = [(b, v) for b, names in groups.items() for v in (names or [None])]
     n_voices = len(flat)
+    if n_voices == 1:
+        b, v = flat[0]
+        return [(b, None if v is None else [v], None, samples)]
     if samples >= n_voices and samples % n_voices:
         raise ConfigError(
             f"synthesis.samples_per_sentence ({samples}) must be below the number of voices ({n_voices}) or a "
-            f"multiple of it when the voices come from several backends"
+            f"multiple of it"
         )
+
+    def h(t: dict) -> int:
+        key = f"{t.get('domain')}/{t.get('id') or t['text']}"
+        return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+
     calls = []
     for v_index, (b, v) in enumerate(flat):
-        subset = [t for i, t in enumerate(texts) if any((i * samples + j) % n_voices == v_index for j in range(samples))]
+        subset = [t for t in texts if any((h(t) + j) % n_voices == v_index for j in range(samples))]
         if subset:
-            calls.append((b, v, subset, max(1, samples // n_voices)))
+            calls.append((b, [v], subset, max(1, samples // n_voices)))
     return calls
 
 
@@ -334,12 +340,11 @@ class Syn2RealRecipe:
             for r in texts:
                 fh.write(json.dumps({k: v for k, v in r.items() if k not in ("source", "speaker", "raw_text")},
                                     ensure_ascii=False) + "\n")
-        # voices may name their backend ("hibari:heart"). One backend: one synthesis, whose voices take turns
-        # across sentences (pipeline rule). Several backends: the same rule over all voices, one call per voice.
+        # voices may name their backend ("hibari:heart"); sentences are dealt to voices by a hash of their id
         recs = []
         for b, voice, subset, n in synthesis_calls(s.backend, s.voices, texts, s.samples_per_sentence):
             backend = _deps.register_tts_backend(b)
-            slug = "audio" if voice is None or subset is None else re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{b}_{voice}")
+            slug = "audio" if subset is None else re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{b}_{voice[0]}")
             sub_inp = inp
             if subset is not None:
                 sub_inp = self.out / "data" / f"synthesis_input.{slug}.jsonl"
@@ -347,7 +352,7 @@ class Syn2RealRecipe:
                     for r in subset:
                         fh.write(json.dumps({k: v for k, v in r.items() if k not in ("source", "speaker", "raw_text")},
                                             ensure_ascii=False) + "\n")
-            kwargs = dict(backend=backend, voices=voice if voice is None else ([voice] if isinstance(voice, str) else voice),
+            kwargs = dict(backend=backend, voices=voice,
                           samples_per_sentence=n, seed=s.seed, workers=s.workers, channel=s.channel,
                           cache_dir=self.cfg.resolve_path(s.cache_dir), force=True, **s.options)
             part = read_manifest(_deps.synthesize(sub_inp, self.syn_dir / slug, **kwargs))

@@ -68,9 +68,10 @@ def collect_results(recipe) -> dict:
     for name in ("syn2real", "ensemble"):
         rel = [next(s["rel_vs_C"] for s in e["systems"] if s["system"] == name)
                for e in res["targets"].values() if any(s["system"] == name for s in e["systems"])]
-        rel = [r for r in rel if r is not None]
+        rel = [r for r in rel if r is not None]  # undefined where C makes no error
         if rel:
             res.setdefault("mean_relative_wer_change_vs_C", {})[name] = sum(rel) / len(rel)
+            res.setdefault("mean_relative_over_targets", {})[name] = len(rel)
     timing = {}
     for stage in recipe.runner.names:
         marker = recipe.runner.marker(stage)
@@ -98,7 +99,8 @@ def result_table(results: dict) -> str:
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
     mean = results.get("mean_relative_wer_change_vs_C", {})
     for k, v in mean.items():
-        lines.append(f"mean relative WER change of {k} vs C over {len(results['targets'])} target(s): {100 * v:+.1f} %")
+        n = results.get("mean_relative_over_targets", {}).get(k, len(results["targets"]))
+        lines.append(f"mean relative WER change of {k} vs C over {n} target(s) where C makes errors: {100 * v:+.1f} %")
     lines.append(f"normalizer: {results['normalizer']} (references and hypotheses)")
     return "\n".join(lines)
 
@@ -141,8 +143,9 @@ def _markdown(results: dict, plots: dict) -> str:
         md.append("## Summary")
         md.append("")
         for k, v in mean.items():
-            md.append(f"- mean relative WER change of **{k}** versus C over {len(results['targets'])} target(s): "
-                      f"**{100 * v:+.1f} %**")
+            n = results.get("mean_relative_over_targets", {}).get(k, len(results["targets"]))
+            md.append(f"- mean relative WER change of **{k}** versus C over {n} target(s) (those where C makes "
+                      f"errors): **{100 * v:+.1f} %**")
         md.append("")
     if "systems" in plots:
         md.append(f"![WER of every system]({plots['systems']})")
