@@ -48,6 +48,9 @@ class CorpusConfig(_Section):
     cache_dir: str | None = None  # the preparer's download cache
     options: dict[str, Any] = Field(default_factory=dict)  # more keyword arguments for prepare()
     max_duration_s: float | None = None  # drop utterances longer than this everywhere (seconds); None keeps all
+    # pass every real clip through this channel at prep (e.g. "noise:snr_db=10"): a harder "real" condition;
+    # the spec syntax is asr_analogy.speech.tts.channel's; seeded per utterance
+    degrade: str | None = None
 
     @model_validator(mode="after")
     def _manifest_needs_path(self):

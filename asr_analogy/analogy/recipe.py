@@ -276,7 +276,8 @@ class Syn2RealRecipe:
             if from_dir and not Path(from_dir).exists():
                 src += f"  (note: corpus.from_dir {from_dir} does not exist here; set it with --set corpus.from_dir=...)"
         lim = f", drop clips > {c.max_duration_s:g} s" if c.max_duration_s else ""
-        return [f"real speech from {src}{lim}"]
+        deg = f", every clip through '{c.degrade}'" if c.degrade else ""
+        return [f"real speech from {src}{lim}{deg}"]
 
     def stage_prep(self) -> dict:
         c = self.cfg.corpus
@@ -307,7 +308,9 @@ class Syn2RealRecipe:
         from asr_analogy.analogy.plan import resolve_domains
 
         resolve_domains(self.cfg, domain_counts(kept, "train"))  # the configured domains exist: checked before writing
-        # prep only copies metadata; no audio is decoded here
+        if c.degrade:
+            kept = self._degrade(kept, c.degrade)
+        # prep copies metadata (and with corpus.degrade rewrites the audio of every domain alike); no model reads it
         access._log({"consumer": "prep", "purpose": "partition", "file": str(src), "n": len(kept),
                      "domains": sorted({r["domain"] for r in kept}), "splits": sorted({r["split"] for r in kept}),
                      "sources": ["real"], "target_real_audio": False})
@@ -318,6 +321,24 @@ class Syn2RealRecipe:
                   + (f" ({dropped} longer than {c.max_duration_s:g} s dropped)" if dropped else ""))
         return {"source": str(src), "utterances": len(kept), "dropped_long": dropped,
                 "counts": {f"{d}/{s}": n for (d, s), n in sorted(counts.items())}}
+
+    def _degrade(self, records: list[dict], spec: str) -> list[dict]:
+        """Copies of the real clips passed through channel ``spec`` (seeded by utterance), under data/degraded/."""
+        from asr_analogy.io.audio import load_audio, write_wav
+        from asr_analogy.speech.tts.channel import apply_channel, parse_channel
+
+        parse_channel(spec)  # a bad spec fails before any audio is written
+        out_dir = self.out / "data" / "degraded"
+        out = []
+        for i, r in enumerate(records):
+            uid = str(r.get("id") or Path(r["audio_filepath"]).stem)
+            seed = int(hashlib.sha1(f"{r.get('domain')}/{uid}".encode()).hexdigest()[:8], 16)
+            path = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', uid)}-{i}.wav"
+            if not path.is_file():
+                write_wav(path, apply_channel(load_audio(r["audio_filepath"]), 16000, spec, seed=seed), 16000)
+            out.append({**r, "audio_filepath": str(path.resolve()), "degraded": spec})
+        self.echo(f"corpus: {len(out)} clips passed through '{spec}'")
+        return out
 
     # ---- synthesize ----------------------------------------------------------------------------------------
     def describe_synthesize(self) -> list[str]:

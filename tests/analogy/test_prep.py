@@ -1,0 +1,44 @@
+"""The prep stage: corpus checks before anything is written, and the optional degradation of real audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr_analogy.analogy.config import load_recipe_config, parse_set
+from asr_analogy.analogy.recipe import Syn2RealRecipe
+from asr_analogy.errors import ConfigError, ManifestError
+from asr_analogy.io.audio import load_audio
+from asr_analogy.io.manifest import read_manifest, write_manifest
+from tests.analogy.conftest import recipe_dict, write_config
+
+
+def _recipe(cfg_path, *sets):
+    return Syn2RealRecipe(load_recipe_config(cfg_path, overrides=parse_set(list(sets)) or None), echo=lambda m: None)
+
+
+def test_degrade_rewrites_every_real_clip_through_the_channel(tmp_path, tiny_base, tiny_corpus):
+    cfg = write_config(tmp_path / "r.yaml", recipe_dict(tiny_base, tiny_corpus, tmp_path / "exp", tmp_path / "tts"))
+    r = _recipe(cfg, "corpus.degrade=noise:snr_db=10")
+    r.run(stop_stage="prep")
+    recs = read_manifest(r.real_manifest)
+    originals = {x["id"]: x for x in read_manifest(tiny_corpus)}
+    assert len(recs) == len(originals) and all(x["degraded"] == "noise:snr_db=10" for x in recs)
+    x = recs[0]
+    noisy, clean = load_audio(x["audio_filepath"]), load_audio(originals[x["id"]]["audio_filepath"])
+    assert "degraded" in x["audio_filepath"] and noisy.shape == clean.shape
+    snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((noisy - clean).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.5)  # 16-bit rounding of the written wav
+
+
+def test_bad_corpus_input_writes_nothing(tmp_path, tiny_base, tiny_corpus):
+    cfg = write_config(tmp_path / "r.yaml", recipe_dict(tiny_base, tiny_corpus, tmp_path / "exp", tmp_path / "tts"))
+    with pytest.raises(ConfigError, match="noize"):
+        _recipe(cfg, "corpus.degrade=noize:snr_db=10").run(stop_stage="prep")
+    recs = read_manifest(tiny_corpus)
+    no_split = write_manifest([{k: v for k, v in recs[0].items() if k != "split"}] + recs[1:], tmp_path / "m.jsonl",
+                              relative=False)
+    with pytest.raises(ManifestError, match=r"m\.jsonl:1: the recipe needs a 'split'"):
+        _recipe(cfg, f"corpus.manifest={no_split}").run(stop_stage="prep")
+    exp = tmp_path / "exp" / "tiny"
+    assert not (exp / "data").exists() and not (exp / "stages").exists()
