@@ -416,15 +416,17 @@ def run_cmd(config, variant, from_stage, stop_stage, sets, dry_run):
 
 
 @main.command("demo")
+@click.option("--variant", default="demo", show_default=True,
+              help="Variant of recipes/ivr_syn2real/config.yaml to run (demo_noisy: real speech in noise).")
 @click.option("--target", default=None, help="Target domain (default: the demo variant's, voicemail).")
 @click.option("--exp-dir", default=None, help="Where exp/<name>/ goes (default: exp).")
 @click.option("--from-stage", default=None, help=f"Rerun from this stage even if complete ({_STAGE_HELP}).")
 @click.option("--stop-stage", default=None, help="Stop after this stage.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the planned stages; write nothing.")
-def demo_cmd(target, exp_dir, from_stage, stop_stage, sets, dry_run):
+def demo_cmd(variant, target, exp_dir, from_stage, stop_stage, sets, dry_run):
     """The offline syn2real demo: Whisper tiny.en, the Debian IVR prompts, one target domain."""
     from asr_analogy.analogy.recipe import demo
 
-    demo(target=target, exp_dir=exp_dir, overrides=_recipe_sets(sets), from_stage=from_stage,
+    demo(variant=variant, target=target, exp_dir=exp_dir, overrides=_recipe_sets(sets), from_stage=from_stage,
          stop_stage=stop_stage, dry_run=dry_run, echo=click.echo)

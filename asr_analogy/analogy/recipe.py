@@ -853,6 +853,7 @@ def default_recipe_path() -> Path:
 
 def demo(
     *,
+    variant: str = "demo",
     target: str | None = None,
     exp_dir: str | None = None,
     overrides: dict | None = None,
@@ -861,7 +862,8 @@ def demo(
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Syn2RealRecipe:
-    """The IVR recipe's ``demo`` variant (one target domain, offline defaults); prints the result table."""
+    """The IVR recipe's ``demo`` variant (one target domain, offline defaults; ``variant`` picks another one of
+    the recipe's variants, e.g. ``demo_noisy``); prints the result table."""
     from asr_analogy.analogy.config import deep_merge
 
     over = dict(overrides or {})
@@ -870,7 +872,7 @@ def demo(
     if exp_dir:
         over = deep_merge(over, {"exp_dir": exp_dir})
     t0 = time.time()
-    recipe = run(default_recipe_path(), variant="demo", overrides=over or None, from_stage=from_stage,
+    recipe = run(default_recipe_path(), variant=variant, overrides=over or None, from_stage=from_stage,
                  stop_stage=stop_stage, dry_run=dry_run, echo=echo)
     if not dry_run and (recipe.out / "RESULTS.md").is_file():
         from asr_analogy.analogy.report import result_table

@@ -37,6 +37,12 @@ def test_dry_run_of_the_ivr_recipe_and_the_demo_write_nothing(tmp_path):
             assert f"{i}. {stage}" in r.output
         assert "bundled:tiny.en" in r.output and "pseudo-target: hold out digits" in r.output
     assert "targets: voicemail;" in r.output  # the demo runs one target
+    r = _invoke(["demo", "--variant", "demo_noisy", "--dry-run"], tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "every clip through 'noise:snr_db=10'" in r.output and "C: from base" in r.output
+    assert "outputs: exp/ivr_syn2real_noisy/" in r.output
+    r = _invoke(["demo", "--variant", "nope", "--dry-run"], tmp_path)
+    assert r.exit_code == 2 and "no variant 'nope'" in r.output
     assert list(tmp_path.iterdir()) == []
 
 
