@@ -155,15 +155,10 @@ def evaluate_cmd(hyps, normalizer, by, out_json, bootstrap, seed, english_spelli
 
 
 def _finetune_overrides(sets: tuple[str, ...]) -> dict:
-    import yaml
+    """``--set KEY=VALUE`` of ``finetune``: the fine-tuning config's keys are flat (a dotted key is refused)."""
+    from asr_analogy.io.yaml_file import parse_overrides
 
-    values = {}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise click.UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return values
+    return parse_overrides(sets)
 
 
 @main.command("finetune")
@@ -392,9 +387,9 @@ def list_voices_cmd(backend, options):
 
 
 def _recipe_sets(sets: tuple[str, ...]) -> dict | None:
-    from asr_analogy.analogy.config import parse_set
+    from asr_analogy.io.yaml_file import parse_overrides
 
-    return parse_set(sets) or None
+    return parse_overrides(sets) or None
 
 
 _STAGE_HELP = "prep, synthesize, finetune, vectors, select_lambda, evaluate, report"

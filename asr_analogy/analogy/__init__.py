@@ -1,10 +1,7 @@
-"""Synthetic-to-real task analogy: vectors, lambda selection, ensembles, and the syn2real recipe.
+"""Synthetic-to-real task analogy: Synthetic2Real vectors, λ selection, ensembles, and the staged syn2real recipe.
 
-    from asr_analogy.analogy import syn2real_vector, apply_analogy, ensemble_vector, run, demo
-
-``vectors``: θ_B − θ_A, θ_C + λ·v, ensembles; ``lambdas``: λ selection (fixed / pseudo-target / oracle);
-``config``: the recipe YAML; ``recipe``: the staged recipe (``run``, ``demo``); ``access``: the leakage guard;
-``report``: RESULTS.md and plots. Names are imported on first use, so importing the package loads no torch.
+``vectors``, ``lambdas``: the maths; ``config``, ``plan``, ``access``, ``context``: the recipe's config, jobs, leakage
+guard and shared state; ``stages/``: one module per stage; ``systems``, ``report``: the result table. Names load lazily.
 """
 
 from __future__ import annotations
@@ -29,6 +26,10 @@ _EXPORTS = {
     "DataAccess": "access",
     "LeakageError": "access",
     "audit_access_log": "access",
+    "RecipeContext": "context",
+    "STAGES": "stages",
+    "STAGE_NAMES": "stages",
+    "SYSTEMS": "systems",
     "Syn2RealRecipe": "recipe",
     "run": "recipe",
     "demo": "recipe",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 from asr_analogy.errors import AsrAnalogyError
-from asr_analogy.io.manifest import read_manifest, write_manifest
+from asr_analogy.io.manifest import read_manifest
 
 TARGET_REAL_ALLOWED = ("evaluate", "select_lambda/oracle", "finetune/upper_bound")
 """Consumer prefixes that may receive target-domain real audio (see the module docstring)."""
@@ -101,12 +101,6 @@ class DataAccess:
         self._check_and_log(out, manifest, consumer=consumer, purpose=purpose, log=log)
         return out
 
-    def write_for(self, records: list[dict], path: str | os.PathLike, *, consumer: str, purpose: str) -> Path:
-        """Check ``records`` for ``consumer`` and write them as a manifest that the consumer will open itself
-        (e.g. a fine-tuning job's train manifest)."""
-        self._check_and_log(records, path, consumer=consumer, purpose=purpose)
-        return write_manifest(records, path, relative=False)
-
     def texts(self, manifest: str | os.PathLike, *, consumer: str, splits: Iterable[str]) -> list[dict]:
         """Text-only records (no audio path) of the given splits, for synthesis.
 
@@ -121,7 +115,7 @@ class DataAccess:
             if r.get("split") not in splits:
                 continue
             out.append({k: v for k, v in r.items() if k not in ("audio_filepath", "duration")})
-        self._log(
+        self.log(
             {
                 "consumer": consumer,
                 "purpose": "text",
@@ -150,16 +144,17 @@ class DataAccess:
         }
         if target_real and not _allowed(consumer, TARGET_REAL_ALLOWED):
             entry["refused"] = True
-            self._log(entry)  # refusals are always logged
+            self.log(entry)  # refusals are always logged
             doms = sorted({r.get("domain") for r in target_real})
             raise LeakageError(
                 f"stage '{self.stage}' ({consumer}) asked for {len(target_real)} real utterances of target "
                 f"domain(s) {doms}; target real audio is read only by {', '.join(TARGET_REAL_ALLOWED)}"
             )
         if log:
-            self._log(entry)
+            self.log(entry)
 
-    def _log(self, entry: dict) -> None:
+    def log(self, entry: dict) -> None:
+        """Append ``entry`` (with the time and the reading stage) to the access log."""
         entry = {"time": round(time.time(), 3), "stage": self.stage, **entry}
         line = json.dumps(entry, sort_keys=True) + "\n"
         with self._lock:

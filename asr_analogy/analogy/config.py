@@ -14,23 +14,23 @@ is chosen. Every section rejects unknown keys; errors name the key and the file:
     variants:                        # named overrides: `asr-analogy run CONFIG --variant demo`
       demo: {domains: {targets: [voicemail]}}
 
-``load_recipe_config(path, variant=None, overrides=None)`` deep-merges the variant (and ``--set key=value``
-overrides) over the file before validating, so a variant's typo is reported like any other.
+``load_recipe_config(path, variant=None, overrides=None)`` reads the file with ``asr_analogy.io.yaml_file.load_yaml``
+(duplicate keys refused) and deep-merges the variant (and ``--set key=value`` overrides, parsed by
+``parse_overrides``) over it before validating, so a variant's typo is reported like any other.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asr_analogy.errors import ConfigError
+from asr_analogy.io.yaml_file import deep_merge, load_yaml
 
 DEFAULT_LAMBDA_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 
@@ -224,38 +224,6 @@ class RecipeConfig(_Section):
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """``over`` merged into a copy of ``base``: nested dicts merge, anything else replaces."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def parse_set(items: list[str] | tuple[str, ...]) -> dict:
-    """``["finetune.max_steps=5", "domains.targets=[a, b]"]`` → a nested dict; values are parsed as YAML."""
-    out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. finetune.max_steps=20)")
-        key, value = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = parsed
-    return out
-
-
 def _format_error(err: dict) -> str:
     loc = ".".join(str(x) for x in err["loc"]) or "<top level>"
     if err["type"] == "extra_forbidden":
@@ -285,16 +253,7 @@ def load_recipe_config(
     Raises ``ConfigError`` naming the file (and variant) and the offending key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = load_yaml(path, "recipe config")
     where = str(path)
     base = validate_recipe_dict(data, where)  # the file itself must be valid on its own
     if variant is not None:

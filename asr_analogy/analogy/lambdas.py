@@ -14,7 +14,7 @@ A curve is the WER (fraction) at each λ of a grid; several pseudo-targets are a
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from asr_analogy.errors import ConfigError
 
@@ -46,17 +46,26 @@ def mean_curve(curves: Sequence[dict]) -> dict:
     return out
 
 
-def sweep_lambda(set_lambda: Callable[[float], None], score: Callable[[], float], grid: Sequence[float]) -> dict:
-    """Score a model at each λ: ``set_lambda(λ)`` puts θ_C + λ·v in place, ``score()`` returns its WER.
+def sweep_lambda(set_lambda: Callable[[float], None], score: Callable[[], float | Mapping], grid: Sequence[float]) -> dict:
+    """Score a model at each λ: ``set_lambda(λ)`` puts θ_C + λ·v in place, ``score()`` returns its WER, or a
+    mapping with ``wer`` and ``cer`` (fractions).
 
-    Returns ``{"lambdas": grid, "wer": [...]}``. Used with ``vectors.LambdaModel.set`` and a transcription of
-    the selection audio, so no model is written to disk.
+    Returns ``{"lambdas": grid, "wer": [...]}``, plus ``"cer": [...]`` when ``score`` gives mappings. Used with
+    ``vectors.LambdaModel.set`` and a transcription of the selection audio, so no model is written to disk.
     """
-    wers = []
+    wers, cers = [], []
     for lam in grid:
         set_lambda(float(lam))
-        wers.append(float(score()))
-    return {"lambdas": [float(x) for x in grid], "wer": wers}
+        result = score()
+        if isinstance(result, Mapping):
+            wers.append(float(result["wer"]))
+            cers.append(float(result["cer"]))
+        else:
+            wers.append(float(result))
+    curve = {"lambdas": [float(x) for x in grid], "wer": wers}
+    if cers:
+        curve["cer"] = cers
+    return curve
 
 
 def select_lambda(
@@ -65,18 +74,27 @@ def select_lambda(
     value: float | None = None,
     pseudo_target_curves: Sequence[dict] = (),
     oracle_curve: dict | None = None,
+    pseudo_targets: Sequence[str] = (),
+    select_splits: Sequence[str] = ("dev",),
+    target: str = "",
 ) -> tuple[float, str]:
-    """λ and a sentence saying how it was chosen, for ``mode`` fixed / pseudo_target / oracle."""
+    """λ and a sentence saying how it was chosen, for ``mode`` fixed / pseudo_target / oracle.
+
+    ``pseudo_targets`` (the held-out domains behind ``pseudo_target_curves``), ``select_splits`` (their splits
+    scored) and ``target`` (whose dev audio gave ``oracle_curve``) are named in the sentence.
+    """
     if mode == "fixed":
         if value is None:
             raise ConfigError("lambda mode 'fixed' needs lambda.value")
         return float(value), f"fixed λ = {value:g}"
     if mode == "pseudo_target":
-        mc = mean_curve(pseudo_target_curves)
-        lam = choose_lambda(mc["lambdas"], mc["wer"])
-        return lam, f"pseudo-target: min mean WER over {len(pseudo_target_curves)} held-out source domain(s)"
+        curve = mean_curve(pseudo_target_curves)
+        lam = choose_lambda(curve["lambdas"], curve["wer"])
+        return lam, (f"pseudo-target: min WER on real {'/'.join(select_splits)} audio of held-out source domain(s) "
+                     f"{', '.join(pseudo_targets)}")
     if mode == "oracle":
         if oracle_curve is None:
             raise ConfigError("lambda mode 'oracle' needs the target dev curve")
-        return choose_lambda(oracle_curve["lambdas"], oracle_curve["wer"]), "ORACLE: min WER on target real dev"
+        lam = choose_lambda(oracle_curve["lambdas"], oracle_curve["wer"])
+        return lam, f"ORACLE: min WER on target '{target}' real dev (not a valid selection)"
     raise ConfigError(f"unknown lambda mode {mode!r}; choose fixed, pseudo_target or oracle")

@@ -14,16 +14,16 @@ from pathlib import Path
 
 from asr_analogy.io.atomic import atomic_file
 
-ORDER = ("base", "C", "syn2real", "ensemble", "syn2real_oracle", "upper_bound")
+from asr_analogy.analogy.cache import read_json
+from asr_analogy.analogy.systems import TABLE_ORDER as ORDER, systems_for
 
 
-def _read(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
+    """Gather the metrics, λ choices and curves of a finished evaluate stage into one JSON-able dict.
 
-
-def collect_results(recipe) -> dict:
-    """Gather the metrics, λ choices and curves of a finished evaluate stage into one JSON-able dict."""
-    cfg = recipe.cfg
+    ``ctx``: the run's ``RecipeContext``; ``stage_seconds``: wall time per finished stage, reported as is.
+    """
+    cfg = ctx.cfg
     out = cfg.out_dir
     res: dict = {
         "name": cfg.name,
@@ -36,12 +36,12 @@ def collect_results(recipe) -> dict:
         "audio_context_s": cfg.finetune.audio_context_s,
         "targets": {},
     }
-    for tp in recipe.plan().targets:
+    for tp in ctx.plan().targets:
         t = tp.target
-        sel = _read(out / "lambda" / f"{t}.json")
+        sel = ctx.selection(t)
         systems = []
-        for sysd in recipe.systems_for(tp):
-            m = _read(out / "eval" / t / "metrics" / f"{sysd['system']}.json")
+        for sysd in systems_for(cfg, tp.main, sel, ctx.suite_vectors(tp.main)):
+            m = read_json(out / "eval" / t / "metrics" / f"{sysd['system']}.json")
             systems.append({
                 "system": sysd["system"], "label": m.get("label", sysd["system"]), "lambda": sysd.get("lambda"),
                 "wer": m["wer"], "cer": m["cer"], "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
@@ -62,7 +62,7 @@ def collect_results(recipe) -> dict:
             entry["oracle_curve"] = {"lambdas": sel["oracle"]["curve"]["lambdas"], "wer": sel["oracle"]["curve"]["wer"]}
         cpath = out / "eval" / t / "lambda_curve.json"
         if cpath.is_file():
-            c = _read(cpath)
+            c = read_json(cpath)
             entry["test_curve"] = {"lambdas": c["lambdas"], "wer": c["wer"]}
         res["targets"][t] = entry
     for name in ("syn2real", "ensemble"):
@@ -72,12 +72,7 @@ def collect_results(recipe) -> dict:
         if rel:
             res.setdefault("mean_relative_wer_change_vs_C", {})[name] = sum(rel) / len(rel)
             res.setdefault("mean_relative_over_targets", {})[name] = len(rel)
-    timing = {}
-    for stage in recipe.runner.names:
-        marker = recipe.runner.marker(stage)
-        if marker:
-            timing[stage] = marker.get("elapsed_s")
-    res["stage_seconds"] = timing
+    res["stage_seconds"] = dict(stage_seconds or {})
     res["exported"] = sorted(str(p.parent.relative_to(out)) for p in (out / "final").glob("*/*/analogy.json"))
     return res
 
@@ -86,15 +81,23 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
+def _rows(entry: dict) -> list[tuple[dict, str, str, str]]:
+    """A target's systems in table order, each with its λ, 95 % interval and change versus C as text."""
+    rows = []
+    for s in sorted(entry["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
+        ci = s.get("wer_ci95")
+        ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
+        lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
+        rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
+        rows.append((s, lam, ci_s, rel))
+    return rows
+
+
 def result_table(results: dict) -> str:
     """A plain-text table of every target and system (WER/CER in percent)."""
     lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8}"]
     for t, e in results["targets"].items():
-        for s in sorted(e["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
-            ci = s.get("wer_ci95")
-            ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
-            lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
-            rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
+        for s, lam, ci_s, rel in _rows(e):
             lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8}")
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
     mean = results.get("mean_relative_wer_change_vs_C", {})
@@ -122,11 +125,7 @@ def _markdown(results: dict, plots: dict) -> str:
         md.append("")
         md.append("| system | λ | WER % | 95 % CI | CER % | vs C | utterances | words |")
         md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for s in sorted(e["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
-            ci = s.get("wer_ci95")
-            ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
-            lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
-            rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
+        for s, lam, ci_s, rel in _rows(e):
             md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} "
                       f"| {s.get('n_utterances') or ''} | {s.get('n_words') or ''} |")
         md.append("")
@@ -160,14 +159,30 @@ def _markdown(results: dict, plots: dict) -> str:
     return "\n".join(md)
 
 
-def plot_lambda_curve(entry: dict, target: str, path: Path) -> Path:
-    """WER versus λ for one target: test curve (reference), selection curve, oracle curve; chosen λ marked."""
+def _figure(figsize: tuple[float, float]):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    return plt.subplots(figsize=figsize, dpi=110)
+
+
+def _save_png(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+    return path
+
+
+def plot_lambda_curve(entry: dict, target: str, path: Path) -> Path:
+    """WER versus λ for one target: test curve (reference), selection curve, oracle curve; chosen λ marked."""
+    fig, ax = _figure((6, 4))
     if "test_curve" in entry:
         c = entry["test_curve"]
         ax.plot(c["lambdas"], [100 * w for w in c["wer"]], "o-", label=f"{target} real test (reference only)")
@@ -189,25 +204,15 @@ def plot_lambda_curve(entry: dict, target: str, path: Path) -> Path:
     ax.set_title(f"Synthetic2Real vector, target {target}")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def plot_systems(results: dict, path: Path) -> Path:
     """Grouped bars: WER of every system per target, with the 95 % bootstrap interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     targets = list(results["targets"])
     names = [n for n in ORDER if any(s["system"] == n for e in results["targets"].values() for s in e["systems"])]
     width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(targets) + 2), 4), dpi=110)
+    fig, ax = _figure((max(5, 1.8 * len(targets) + 2), 4))
     for i, n in enumerate(names):
         xs, ys, lo, hi, label = [], [], [], [], n
         for j, t in enumerate(targets):
@@ -227,12 +232,7 @@ def plot_systems(results: dict, path: Path) -> Path:
     ax.set_title("Systems per target domain (95 % bootstrap interval)")
     ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "wb") as fh:
-        fig.savefig(fh, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def write_report(results: dict, out_dir: str | os.PathLike) -> Path:

@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from asr_analogy.analogy.access import DataAccess, LeakageError, audit_access_log, read_access_log
-from asr_analogy.analogy.config import load_recipe_config, parse_set
+from asr_analogy.analogy.config import load_recipe_config
 from asr_analogy.analogy.stages import Stage, StageError, StageRunner
 from asr_analogy.errors import ConfigError
 from asr_analogy.io.manifest import write_manifest
+from asr_analogy.io.yaml_file import parse_overrides
 
 
 def _write(tmp_path, data, name="r.yaml"):
@@ -51,15 +52,15 @@ def test_variants_and_overrides(tmp_path):
         load_recipe_config(p, "typo")
     with pytest.raises(ConfigError, match="no variant 'nope'"):
         load_recipe_config(p, "nope")
-    o = load_recipe_config(p, overrides=parse_set(["finetune.max_steps=7", "domains.targets=[a, b]"]))
+    o = load_recipe_config(p, overrides=parse_overrides(["finetune.max_steps=7", "domains.targets=[a, b]"]))
     assert o.finetune.max_steps == 7 and o.domains.targets == ["a", "b"]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
-        parse_set(["finetune.max_steps"])
+        parse_overrides(["finetune.max_steps"])
 
 
 def _runner(tmp_path, calls, section="one"):
     def mk(name):
-        return Stage(name, lambda: calls.append(name) or {"n": len(calls)}, (section,))
+        return Stage(name, lambda context: calls.append(name) or {"n": len(calls)}, (section,))
 
     return StageRunner(tmp_path / "exp", [mk("a"), mk("b"), mk("c")], lambda *names: "|".join(names) + section)
 
@@ -99,7 +100,7 @@ def test_stage_runner_errors(tmp_path):
 
 
 def test_a_failing_stage_leaves_no_marker(tmp_path):
-    def boom():
+    def boom(context):
         raise RuntimeError("x")
 
     r = StageRunner(tmp_path / "exp", [Stage("a", boom)], lambda *n: "")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from asr_analogy.analogy import _deps
-from asr_analogy.analogy.config import load_recipe_config, parse_set
+from asr_analogy.analogy.config import load_recipe_config
 from asr_analogy.analogy.recipe import Syn2RealRecipe
+from asr_analogy.io.yaml_file import parse_overrides
 from tests.analogy.conftest import recipe_dict, write_config
 
 
@@ -28,7 +29,7 @@ def fake_finetune(monkeypatch, tiny_base):
 
 
 def _recipe(cfg_path, *sets):
-    return Syn2RealRecipe(load_recipe_config(cfg_path, overrides=parse_set(list(sets)) or None), echo=lambda m: None)
+    return Syn2RealRecipe(load_recipe_config(cfg_path, overrides=parse_overrides(list(sets)) or None), echo=lambda m: None)
 
 
 def test_jobs_skip_when_unchanged_and_rerun_when_data_or_settings_change(tmp_path, tiny_base, tiny_corpus, fake_finetune):

@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr_analogy.analogy.config import load_recipe_config, parse_set
+from asr_analogy.analogy.config import load_recipe_config
 from asr_analogy.analogy.recipe import Syn2RealRecipe
 from asr_analogy.errors import ConfigError, ManifestError
 from asr_analogy.io.audio import load_audio
 from asr_analogy.io.manifest import read_manifest, write_manifest
+from asr_analogy.io.yaml_file import parse_overrides
 from tests.analogy.conftest import recipe_dict, write_config
 
 
 def _recipe(cfg_path, *sets):
-    return Syn2RealRecipe(load_recipe_config(cfg_path, overrides=parse_set(list(sets)) or None), echo=lambda m: None)
+    return Syn2RealRecipe(load_recipe_config(cfg_path, overrides=parse_overrides(list(sets)) or None), echo=lambda m: None)
 
 
 def test_degrade_rewrites_every_real_clip_through_the_channel(tmp_path, tiny_base, tiny_corpus):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from asr_analogy.analogy.stages import STAGE_NAMES
 from asr_analogy.cli import main
 from asr_analogy.io.manifest import read_manifest
 from tests.analogy.conftest import REPO, recipe_dict, write_config
 
-STAGES = ["prep", "synthesize", "finetune", "vectors", "select_lambda", "evaluate", "report"]
 
 
 def _invoke(args, cwd):
@@ -33,7 +33,7 @@ def test_dry_run_of_the_ivr_recipe_and_the_demo_write_nothing(tmp_path):
         r = _invoke(args, tmp_path)
         assert r.exit_code == 0, r.output
         assert "valid" in r.output.splitlines()[0]
-        for i, stage in enumerate(STAGES, 1):
+        for i, stage in enumerate(STAGE_NAMES, 1):
             assert f"{i}. {stage}" in r.output
         assert "bundled:tiny.en" in r.output and "pseudo-target: hold out digits" in r.output
     assert "targets: voicemail;" in r.output  # the demo runs one target

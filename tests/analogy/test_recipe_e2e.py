@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 from asr_analogy.analogy.access import TARGET_REAL_ALLOWED, audit_access_log, read_access_log
+from asr_analogy.analogy.stages import STAGE_NAMES
 from asr_analogy.io.manifest import read_manifest
 
 
 def test_every_stage_completes_and_writes_its_outputs(e2e_run):
     _, exp, output = e2e_run
-    for stage in ("prep", "synthesize", "finetune", "vectors", "select_lambda", "evaluate", "report"):
+    for stage in STAGE_NAMES:
         marker = json.loads((exp / "stages" / f"{stage}.done.json").read_text())
         assert marker["stage"] == stage
     results = json.loads((exp / "results.json").read_text())

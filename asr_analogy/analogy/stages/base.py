@@ -1,4 +1,5 @@
-"""A resumable stage runner: each stage leaves an atomic completion marker and is skipped when complete.
+"""The stage interface (``Stage``) and a resumable runner: each stage leaves an atomic completion marker and is
+skipped when complete.
 
 A stage is *complete* when ``<out_dir>/stages/<name>.done.json`` exists and records the stage's current
 fingerprint. A stage's fingerprint hashes the config sections it depends on together with the fingerprints of
@@ -18,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from asr_analogy.errors import AsrAnalogyError, ConfigError
 from asr_analogy.io.atomic import atomic_file
@@ -28,47 +29,64 @@ class StageError(AsrAnalogyError):
     """A stage cannot run: an earlier stage is incomplete, or the run directory is locked by another run."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stage:
-    """One step of a recipe.
+    """One step of a recipe: a name, what it reads and writes, and two functions of the recipe context.
 
-    ``run()`` does the work (idempotent: it may find its own partial outputs from a killed run and continue)
-    and returns a JSON-able summary stored in the marker. ``depends_on``: config sections whose values enter
-    the fingerprint. ``describe()`` returns lines for the dry-run plan.
+    ``run(context)`` does the work (idempotent: it may find its own partial outputs from a killed run and
+    continue) and returns a JSON-able summary stored in the marker. ``inputs``: the config sections whose values
+    enter the fingerprint. ``outputs``: what it writes under the run directory (documentation).
+    ``describe(context)`` returns lines for the dry-run plan; ``doc`` is its one-line title.
     """
 
     name: str
-    run: Callable[[], dict | None]
-    depends_on: tuple[str, ...] = ()
-    describe: Callable[[], list[str]] = field(default=lambda: [])
+    run: Callable[[Any], dict | None]
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    describe: Callable[[Any], list[str]] = field(default=lambda context: [])
     doc: str = ""
+
+    def fingerprint(self, section_hash: Callable[..., str], previous: str = "") -> str:
+        """16 hex digits over the previous stage's fingerprint, the name and the hash of the input sections."""
+        blob = f"{previous}|{self.name}|{section_hash(*self.inputs) if self.inputs else ''}"
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def marker_path(out_dir: str | os.PathLike, name: str) -> Path:
+    return Path(out_dir) / "stages" / f"{name}.done.json"
+
+
+def read_marker(out_dir: str | os.PathLike, name: str) -> dict | None:
+    """The completion marker ``<out_dir>/stages/<name>.done.json`` of a stage, or None."""
+    path = marker_path(out_dir, name)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class StageRunner:
-    """Runs ``stages`` in order under ``out_dir``; ``section_hash(names) -> str`` fingerprints config sections."""
+    """Runs ``stages`` in order under ``out_dir``, passing each ``context``; ``section_hash(*names) -> str``
+    fingerprints config sections."""
 
-    def __init__(self, out_dir: str | os.PathLike, stages: Sequence[Stage], section_hash: Callable[..., str]):
+    def __init__(self, out_dir: str | os.PathLike, stages: Sequence[Stage], section_hash: Callable[..., str],
+                 context: Any = None):
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate stage names in {names}")
         self.out_dir = Path(out_dir)
         self.stages = list(stages)
+        self.context = context
         self._fingerprints: dict[str, str] = {}
-        prev = ""
+        previous = ""
         for s in self.stages:
-            blob = f"{prev}|{s.name}|{section_hash(*s.depends_on) if s.depends_on else ''}"
-            prev = hashlib.sha1(blob.encode()).hexdigest()[:16]
-            self._fingerprints[s.name] = prev
+            previous = self._fingerprints[s.name] = s.fingerprint(section_hash, previous)
 
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.stages]
 
     def marker_path(self, name: str) -> Path:
-        return self.out_dir / "stages" / f"{name}.done.json"
-
-    def fingerprint(self, name: str) -> str:
-        return self._fingerprints[name]
+        return marker_path(self.out_dir, name)
 
     def is_complete(self, name: str) -> bool:
         """True when the stage's marker exists and matches its current fingerprint."""
@@ -80,12 +98,6 @@ class StageRunner:
         except (OSError, json.JSONDecodeError):
             return False
         return marker.get("fingerprint") == self._fingerprints[name]
-
-    def marker(self, name: str) -> dict | None:
-        path = self.marker_path(name)
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
 
     def _index(self, name: str | None, what: str) -> int | None:
         if name is None:
@@ -160,7 +172,7 @@ class StageRunner:
                         self.marker_path(later).unlink()
                 echo(f"[{s.name}] running")
                 t0 = time.time()
-                summary = s.run() or {}
+                summary = s.run(self.context) or {}
                 elapsed = time.time() - t0
                 with atomic_file(self.marker_path(s.name)) as fh:
                     json.dump(

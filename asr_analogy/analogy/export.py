@@ -1,0 +1,51 @@
+"""``final/<target>/{syn2real,ensemble}/``: the adapted models of a target as plain model directories.
+
+θ_C + λ·(θ_B − θ_A) streams through the merge core (``asr_analogy.merge.analogy_merge``); an ensemble made with
+a random DARE mask is written from the very vector that was evaluated. Each directory's ``analogy.json``
+records its spec, so an unchanged model is not written again.
+"""
+
+from __future__ import annotations
+
+from asr_analogy.analogy.cache import cached_result
+from asr_analogy.analogy.context import RecipeContext
+from asr_analogy.analogy.plan import TargetPlan
+
+
+def export_models(ctx: RecipeContext, target_plan: TargetPlan) -> None:
+    """Write (or keep, when unchanged) the syn2real model and the ensemble model of one target."""
+    suite = target_plan.main
+    selection = ctx.selection(target_plan.target)
+    vector_ids = ctx.suite_vectors(suite)
+    e = ctx.cfg.ensemble
+    todo = [("syn2real", [(suite.A, suite.B)], selection["value"], "task_arithmetic", None, vector_ids["syn2real"])]
+    if vector_ids["ensemble"]:
+        todo.append(("ensemble", [(a, b) for _, a, b in suite.ensemble],
+                     selection.get("value_ensemble", selection["value"]), e.method, e.density, vector_ids["ensemble"]))
+    for name, pairs, lam, method, density, vector_id in todo:
+        _export_one(ctx, target_plan, name, pairs, lam, method, density, vector_id)
+
+
+def _export_one(ctx: RecipeContext, target_plan: TargetPlan, name: str, pairs: list[tuple[str, str]], lam: float,
+                method: str, density: float | None, vector_id: str) -> dict:
+    """``final/<target>/<name>/``: θ_C + λ·combine(θ_B_i − θ_A_i) over ``pairs`` (job keys), by ``method``."""
+    suite = target_plan.main
+    out = ctx.out / "final" / target_plan.target / name
+    spec = {"C": ctx.job_fingerprint(suite.C), "vector": vector_id, "lambda": lam, "method": method,
+            "density": density}
+
+    def write_model() -> dict:
+        from asr_analogy.analogy.vectors import load_vector, save_analogy_model
+        from asr_analogy.merge import analogy_merge
+
+        c_dir = ctx.model_dir(suite.C)
+        if method.startswith("dare"):
+            save_analogy_model(c_dir, load_vector(ctx.vector_path(vector_id)), lam, out, force=True)
+        else:
+            analogy_merge(c_dir, [(ctx.model_dir(a), ctx.model_dir(b)) for a, b in pairs], lam, out,
+                          method=method, density=density, force=True, progress=False)
+        ctx.echo(f"[evaluate] {target_plan.target}: wrote {out} (θ_C + {lam:g}·{name} vector)")
+        return {"target_synthetic": str(c_dir), "lambda": lam,
+                "pairs": [[str(ctx.model_dir(a)), str(ctx.model_dir(b))] for a, b in pairs]}
+
+    return cached_result(out / "analogy.json", spec, write_model)

@@ -1,0 +1,95 @@
+"""Stage ``evaluate``: every system of ``asr_analogy.analogy.systems`` on each target's real test split.
+
+Per target: ``eval/<target>/hyps/<system>.jsonl``, ``eval/<target>/metrics/<system>.json`` (WER and CER as
+fractions, 95 % bootstrap interval), the WER-vs-λ curve on test (for the plot only; the selection never sees it)
+and the exported models (``asr_analogy.analogy.export``). Each file records its spec and is reused while the spec
+holds.
+"""
+
+from __future__ import annotations
+
+from asr_analogy.errors import ConfigError
+from asr_analogy.io.manifest import write_manifest
+
+from asr_analogy.analogy import _deps
+from asr_analogy.analogy.cache import cached_result
+from asr_analogy.analogy.context import RecipeContext
+from asr_analogy.analogy.export import export_models
+from asr_analogy.analogy.plan import TargetPlan
+from asr_analogy.analogy.stages.base import Stage
+from asr_analogy.analogy.systems import LABELS, SYSTEMS, systems_for
+
+
+def describe(ctx: RecipeContext) -> list[str]:
+    ev = ctx.cfg.evaluate
+    systems = [s.name for s in SYSTEMS if s.planned(ctx.cfg)]
+    curve = "; WER-vs-λ curve on test (reporting)" if ev.lambda_curve else ""
+    return [f"systems {', '.join(systems)} on target real {ev.test_split}; normalizer {ev.normalizer}, "
+            f"bootstrap {ev.bootstrap}{curve}"]
+
+
+def target_systems(ctx: RecipeContext, target_plan: TargetPlan) -> list[dict]:
+    """The systems scored on a target: name, model (job key or "base"), vector id and λ."""
+    return systems_for(ctx.cfg, target_plan.main, ctx.selection(target_plan.target),
+                       ctx.suite_vectors(target_plan.main))
+
+
+def _score_system(ctx: RecipeContext, target: str, system: dict, records: list[dict]) -> dict:
+    """``eval/<target>/metrics/<system>.json``, decoding and scoring unless it holds the same spec."""
+    ev = ctx.cfg.evaluate
+    name = system["system"]
+    model_fingerprint = ctx.base_dir if system["model"] == "base" else ctx.job_fingerprint(system["model"])
+    spec = {**system, "model_fingerprint": model_fingerprint, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap,
+            "seed": ev.seed, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens, "n": len(records)}
+
+    def compute() -> dict:
+        ctx.echo(f"[evaluate] {target}: {LABELS[name]}" + (f" (λ={system['lambda']:g})" if "lambda" in system else ""))
+        model_dir = ctx.base_dir if system["model"] == "base" else str(ctx.model_dir(system["model"]))
+        vector_file = ctx.vector_path(system["vector"]) if "vector" in system else None
+        hyps = ctx.decoder.hyps(model_dir, records, vector_file, system.get("lambda", 0.0))
+        write_manifest(hyps, ctx.out / "eval" / target / "hyps" / f"{name}.jsonl", relative=False)
+        metrics = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
+        return {**metrics, "system": name, "label": LABELS[name], "target": target}
+
+    return cached_result(ctx.out / "eval" / target / "metrics" / f"{name}.json", spec, compute)
+
+
+def _test_curve(ctx: RecipeContext, target_plan: TargetPlan, records: list[dict]) -> None:
+    """``eval/<target>/lambda_curve.json``: WER and CER of θ_C + λ·v over the grid on target test."""
+    ev = ctx.cfg.evaluate
+    suite = target_plan.main
+    vector_id = ctx.suite_vectors(suite)["syn2real"]
+    grid = ctx.cfg.lambda_.grid
+    spec = {"C": ctx.job_fingerprint(suite.C), "v": vector_id, "grid": grid, "n": len(records),
+            "normalizer": ev.normalizer, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens}
+
+    def compute() -> dict:
+        ctx.echo(f"[evaluate] {target_plan.target}: WER vs λ on test (for the plot; the selection never sees it)")
+        return ctx.decoder.curve(ctx.model_dir(suite.C), ctx.vector_path(vector_id), records, grid, ctx.echo)
+
+    cached_result(ctx.out / "eval" / target_plan.target / "lambda_curve.json", spec, compute)
+
+
+def run(ctx: RecipeContext) -> dict:
+    ev = ctx.cfg.evaluate
+    access = ctx.access.for_stage("evaluate")
+    summary = {}
+    for target_plan in ctx.plan().targets:
+        target = target_plan.target
+        recs = access.records(ctx.real_manifest, consumer="evaluate", purpose="decode", domains=[target],
+                              splits=[ev.test_split])
+        if not recs:
+            raise ConfigError(f"target '{target}' has no real {ev.test_split} utterances")
+        summary[target] = {s["system"]: _score_system(ctx, target, s, recs)["wer"]
+                           for s in target_systems(ctx, target_plan)}
+        if ev.lambda_curve:
+            _test_curve(ctx, target_plan, recs)
+        if ev.export_models:
+            export_models(ctx, target_plan)
+    return summary
+
+
+STAGE = Stage("evaluate", run, inputs=("evaluate",),
+              outputs=("eval/<target>/hyps/", "eval/<target>/metrics/", "eval/<target>/lambda_curve.json",
+                       "final/<target>/"),
+              describe=describe, doc="all systems on target real test")

@@ -1,0 +1,61 @@
+"""Stage ``vectors``: θ_B − θ_A of every analogy (target and pseudo-targets) and the ensembles, under
+``vectors/`` with ``index.json`` (norms, cosines). A vector's id hashes the fingerprints of the models it is
+made from, so a vector whose id is in the index and on disk is never recomputed."""
+
+from __future__ import annotations
+
+from asr_analogy.analogy.cache import read_json, write_json
+from asr_analogy.analogy.context import RecipeContext
+from asr_analogy.analogy.stages.base import Stage
+
+
+def describe(ctx: RecipeContext) -> list[str]:
+    e = ctx.cfg.ensemble
+    lines = ["syn2real vector v = θ_B − θ_A per analogy (target and pseudo-targets)"]
+    if e.enabled:
+        dens = f", density {e.density}" if e.density is not None else ""
+        lines.append(f"ensemble: {e.method} over one (A_i, B_i) pair per {e.by}{dens}")
+    return lines
+
+
+def run(ctx: RecipeContext) -> dict:
+    from asr_analogy.analogy.vectors import ensemble_vector, load_vector, save_vector, syn2real_vector, vector_stats
+
+    plan = ctx.plan()
+    index_path = ctx.out / "vectors" / "index.json"
+    index = read_json(index_path) if index_path.is_file() else {}
+    e = ctx.cfg.ensemble
+
+    def is_stored(vector_id: str) -> bool:
+        return vector_id in index and ctx.vector_path(vector_id).is_file()
+
+    def pair_vector(a: str, b: str) -> tuple[str, dict]:
+        vector_id = ctx.pair_id(a, b)
+        if is_stored(vector_id):
+            return vector_id, load_vector(ctx.vector_path(vector_id))
+        vector = syn2real_vector(ctx.model_dir(a), ctx.model_dir(b))
+        names = {"kind": "syn2real", "A": plan.jobs[a].dirname, "B": plan.jobs[b].dirname}
+        save_vector(vector, ctx.vector_path(vector_id), names)
+        index[vector_id] = {**names, "stats": vector_stats(vector)}
+        write_json(index_path, index)
+        return vector_id, vector
+
+    for suite in [s for tp in plan.targets for s in [tp.main, *tp.pseudo]]:
+        ensemble_id = ctx.suite_vectors(suite)["ensemble"]
+        _, main = pair_vector(suite.A, suite.B)
+        if ensemble_id and not is_stored(ensemble_id):
+            members = [(label, *pair_vector(a, b)) for label, a, b in suite.ensemble]
+            ensemble = ensemble_vector([v for _, _, v in members], e.method, e.density, e.seed)
+            save_vector(ensemble, ctx.vector_path(ensemble_id), {"kind": "ensemble", "method": e.method})
+            index[ensemble_id] = {
+                "kind": "ensemble", "method": e.method, "density": e.density, "by": e.by,
+                "members": [{"label": label, "vector": vector_id} for label, vector_id, _ in members],
+                "stats": vector_stats(ensemble, main),
+                "member_cosines": {label: vector_stats(v, main)["cosine"] for label, _, v in members},
+            }
+            write_json(index_path, index)
+    return {"vectors": sorted(index)}
+
+
+STAGE = Stage("vectors", run, inputs=("ensemble",), outputs=("vectors/*.safetensors", "vectors/index.json"),
+              describe=describe, doc="θ_B − θ_A, ensembles")
