@@ -11,8 +11,10 @@ a merge method of ``asr_analogy.ops``: ``task_arithmetic`` is their mean, ``ties
 largest entries and keeps the sign-agreeing mean (Yadav et al. 2023), ``dare_linear`` / ``dare_ties`` drop
 entries at random with rescaling first (Yu et al. 2024).
 
-Vectors are ``{name: tensor}`` mappings over the floating-point tensors of a checkpoint; every tensor has the
-shape of the model parameter it belongs to. All arithmetic is float32 (or the checkpoint's wider dtype).
+Vectors are ``TaskVector`` objects (``asr_analogy.merge.task_vector``): read-only ``{name: tensor}`` mappings over
+the floating-point tensors of a checkpoint, saved in the one task-vector file format, so
+``asr-analogy apply-vector`` applies every vector the recipe writes. Plain ``{name: tensor}`` dicts are accepted
+wherever a vector is read. All arithmetic is float32 (or the checkpoint's wider dtype).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import torch
 from asr_analogy.errors import CheckpointError, MergeError
 from asr_analogy.io.atomic import atomic_file
 from asr_analogy.io.checkpoint import load_state_dict, save_checkpoint
-from asr_analogy.ops import apply, combine_deltas, dare, magnitude, task_vector
+from asr_analogy.merge.task_vector import TaskVector, apply_vector
+from asr_analogy.ops import apply, combine_deltas, dare, magnitude
 
-Vector = dict[str, torch.Tensor]
+Vector = Mapping[str, torch.Tensor]
 ENSEMBLE_METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties")
 
 
@@ -43,13 +46,16 @@ def _state(model: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str
 def syn2real_vector(
     source_synthetic: str | os.PathLike | Mapping[str, torch.Tensor],
     source_real: str | os.PathLike | Mapping[str, torch.Tensor],
-) -> Vector:
+    provenance: Mapping[str, object] | None = None,
+) -> TaskVector:
     """v = θ_B − θ_A = τ_B − τ_A: from the source-synthetic fine-tune (A) to the source-real one (B).
 
     Both are model directories (or state dicts) fine-tuned from the same base; every floating tensor must
-    have the same shape in both (``MergeError`` names the first that does not). Returns ``{name: tensor}``.
+    have the same shape in both (``MergeError`` names the first that does not). Returns a ``TaskVector`` whose
+    base fingerprint is A's (for a directory), method ``B - A`` and provenance ``{"kind": "syn2real", ...}``.
     """
-    return task_vector(_state(source_real), _state(source_synthetic))
+    return TaskVector.from_models(source_real, source_synthetic, method="B - A",
+                                  provenance={"kind": "syn2real", **dict(provenance or {})})
 
 
 def apply_analogy(
@@ -88,7 +94,7 @@ def ensemble_vector(
         raise MergeError(f"ensemble method {method!r} needs a density in (0, 1]")
     gen = torch.Generator().manual_seed(seed)
     weights = [1.0] * len(vectors)
-    out: Vector = {}
+    out: dict[str, torch.Tensor] = {}
     for name in sorted(names):
         deltas = [v[name] for v in vectors]
         for i, d in enumerate(deltas):
@@ -102,7 +108,10 @@ def ensemble_vector(
             out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, normalize=True)
         else:  # dare_ties
             out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, consensus="sum", normalize=True)
-    return out
+    bases = {getattr(v, "base_fingerprint", None) for v in vectors}
+    base = bases.pop() if len(bases) == 1 else None
+    params = {"method": method, "members": len(vectors)} | ({"density": density, "seed": seed} if density else {})
+    return TaskVector(out, base, f"ensemble:{method}", {"kind": "ensemble", **params})
 
 
 def vector_stats(vector: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor] | None = None) -> dict:
@@ -134,39 +143,41 @@ def vector_stats(vector: Mapping[str, torch.Tensor], other: Mapping[str, torch.T
     return out
 
 
-def save_vector(vector: Mapping[str, torch.Tensor], path: str | os.PathLike, metadata: Mapping[str, str] | None = None) -> Path:
-    """Write a vector as one ``.safetensors`` file (atomically), string ``metadata`` in its header."""
-    from safetensors.torch import save
+def save_vector(vector: Vector, path: str | os.PathLike, provenance: Mapping[str, object] | None = None) -> Path:
+    """Write ``vector`` (a ``TaskVector`` or ``{name: tensor}``) as one task-vector ``.safetensors`` file,
+    atomically, replacing an existing file; ``provenance`` is merged into the vector's own."""
+    if not isinstance(vector, TaskVector):
+        vector = TaskVector(vector, None, "tensors")
+    merged = TaskVector(vector.tensors, vector.base_fingerprint, vector.method,
+                        {**vector.provenance, **dict(provenance or {})})
+    return merged.save(path, force=True)
 
-    path = Path(path)
-    blob = save({k: v.contiguous() for k, v in vector.items()}, metadata={k: str(v) for k, v in (metadata or {}).items()})
-    with atomic_file(path, "wb") as fh:
-        fh.write(blob)
-    return path
 
-
-def load_vector(path: str | os.PathLike) -> Vector:
-    """Read a vector written by ``save_vector`` (or any single ``.safetensors`` file of tensors)."""
-    from safetensors.torch import load_file
-
+def load_vector(path: str | os.PathLike) -> TaskVector:
+    """Read a task-vector file (``CheckpointError`` for a missing, damaged or non-vector file)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"vector file {path} does not exist")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises SafetensorError / OSError for a damaged file
-        raise CheckpointError(f"cannot read vector file {path}: {exc}") from None
+    return TaskVector.load(path)
 
 
 def save_analogy_model(
-    target_synthetic_dir: str | os.PathLike, vector: Mapping[str, torch.Tensor], lam: float, out_dir: str | os.PathLike,
-    *, force: bool = False,
+    target_synthetic_dir: str | os.PathLike, vector: str | os.PathLike | Vector, lam: float,
+    out_dir: str | os.PathLike, *, force: bool = False,
 ) -> Path:
-    """Write θ_C + λ·v as a model directory (weights, plus config / processor files copied from θ_C's)."""
-    state = apply_analogy(target_synthetic_dir, vector, lam)
-    out = save_checkpoint(state, out_dir, copy_files_from=target_synthetic_dir, force=force)
+    """Write θ_C + λ·v as a model directory (weights, plus config / processor files copied from θ_C's), with
+    ``analogy.json`` beside them. ``vector`` is a task-vector file (applied streaming, exactly as
+    ``asr-analogy apply-vector C VECTOR OUT --scale λ --allow-other-base`` does) or an in-memory vector."""
+    if isinstance(vector, (str, os.PathLike)):
+        out = apply_vector(target_synthetic_dir, vector, out_dir, scale=float(lam), force=force,
+                           allow_other_base=True, progress=False)
+        source = {"vector": str(vector)}
+    else:
+        state = apply_analogy(target_synthetic_dir, vector, lam)
+        out = save_checkpoint(state, out_dir, copy_files_from=target_synthetic_dir, force=force)
+        source = {}
     with atomic_file(Path(out) / "analogy.json") as fh:
-        json.dump({"target_synthetic": str(target_synthetic_dir), "lambda": float(lam)}, fh, indent=1)
+        json.dump({"target_synthetic": str(target_synthetic_dir), "lambda": float(lam), **source}, fh, indent=1)
     return out
 
 

@@ -10,6 +10,11 @@ holding tau = theta_finetuned - theta_base for every floating-point tensor, with
 | base_fingerprint      | ``CheckpointReader.fingerprint()`` of the base it was computed from  |
 | finetuned_fingerprint | fingerprint of the fine-tuned model (empty when not from a model)    |
 | tensor_count          | number of tensors in the vector                                      |
+| provenance            | JSON object saying how it was made (e.g. ``{"kind": "syn2real",       |
+|                       | "A": ..., "B": ...}``); ``{}`` when nothing more is known              |
+
+Every task vector this package writes uses this format: ``vector``, ``TaskVector.save``, the syn2real recipe's
+pair and ensemble vectors. ``apply_vector`` (``asr-analogy apply-vector``) and ``TaskVector.load`` read all of them.
 
 ``apply_vector`` refuses a base whose fingerprint differs unless ``allow_other_base`` is set (the analogy
 theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A to model C).
@@ -17,7 +22,9 @@ theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A t
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping as MappingABC
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -39,6 +46,21 @@ from asr_analogy.merge.engine import (
 from asr_analogy.ops import vectors as vec_ops
 
 KIND = "task_vector"
+
+
+def vector_metadata(
+    method: str, base_fingerprint: str | None, count: int, *, finetuned_fingerprint: str | None = None,
+    provenance: Mapping[str, object] | None = None,
+) -> dict[str, str]:
+    """The ``__metadata__`` of a task-vector file (keys in the module docstring)."""
+    return {
+        "asr_analogy_kind": KIND,
+        "method": method,
+        "base_fingerprint": base_fingerprint or "",
+        "finetuned_fingerprint": finetuned_fingerprint or "",
+        "tensor_count": str(count),
+        "provenance": json.dumps(dict(provenance or {}), sort_keys=True),
+    }
 
 
 def _vector_dtype(stored: torch.dtype, explicit: torch.dtype | None) -> torch.dtype:
@@ -79,13 +101,9 @@ def vector(
                 d = streamer.load(ft, name, a, b, work) - streamer.load(bs, name, a, b, work)
                 yield d.to(out_dtypes[name]).cpu()
 
-        metadata = {
-            "asr_analogy_kind": KIND,
-            "method": "finetuned - base",
-            "base_fingerprint": bs.reader.fingerprint(),
-            "finetuned_fingerprint": ft.reader.fingerprint(),
-            "tensor_count": str(len(specs)),
-        }
+        metadata = vector_metadata("finetuned - base", bs.reader.fingerprint(), len(specs),
+                                   finetuned_fingerprint=ft.reader.fingerprint(),
+                                   provenance={"finetuned": str(finetuned), "base": str(base)})
         return stream_to_checkpoint(out, specs, produce, force=force, shard_size=shard_size, metadata=metadata, progress=progress, desc="vector")
 
 
@@ -96,6 +114,15 @@ def read_vector_metadata(path: str | os.PathLike) -> dict[str, str]:
     if meta.get("asr_analogy_kind") != KIND:
         raise CheckpointError(f"{path}: not a task vector (no asr_analogy_kind=task_vector in its metadata)")
     return meta
+
+
+def vector_provenance(meta: Mapping[str, str]) -> dict:
+    """The ``provenance`` object of a vector's metadata (``{}`` when absent or unreadable)."""
+    try:
+        value = json.loads(meta.get("provenance") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def apply_vector(
@@ -175,26 +202,31 @@ def _as_state(obj) -> tuple[dict[str, torch.Tensor], str | None]:
         return {n: reader.get(n).clone() for n in reader.names()}, reader.fingerprint()
 
 
-class TaskVector:
-    """An in-memory task vector tau = theta_ft - theta_base for interactive use (Ilharco et al. 2023).
+class TaskVector(MappingABC):
+    """A task vector tau = theta_ft - theta_base in memory (Ilharco et al. 2023): a read-only mapping
+    ``{name: tensor}`` over floating-point tensors, with the base fingerprint, how it was made (``method``) and a
+    free-form ``provenance`` dict.
 
-    ``tv = TaskVector.from_models(ft_dir, base_dir)``; ``tv_a + tv_b``, ``tv_a - tv_b``, ``0.5 * tv``,
-    ``-tv``; ``tv.apply_to(base_dir_or_state_dict, scale)`` returns a state dict; ``tv.save(path)`` /
+    ``tv = TaskVector.from_models(ft_dir, base_dir)``; ``tv_a + tv_b``, ``tv_a - tv_b``, ``0.5 * tv``, ``-tv``;
+    ``tv.apply_to(base_dir_or_state_dict, scale)`` returns a state dict; ``tv.save(path)`` /
     ``TaskVector.load(path)`` use the on-disk format of this module. Holds the whole vector in memory: use
     ``vector`` / ``apply_vector`` (or ``merge``) to stream large models.
     """
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor], base_fingerprint: str | None = None, method: str = "finetuned - base"):
+    def __init__(self, tensors: Mapping[str, torch.Tensor], base_fingerprint: str | None = None,
+                 method: str = "finetuned - base", provenance: Mapping[str, object] | None = None):
         self.tensors = dict(tensors)
         self.base_fingerprint = base_fingerprint
         self.method = method
+        self.provenance = dict(provenance or {})
 
     @classmethod
-    def from_models(cls, finetuned, base) -> "TaskVector":
+    def from_models(cls, finetuned, base, *, method: str = "finetuned - base",
+                    provenance: Mapping[str, object] | None = None) -> "TaskVector":
         """finetuned, base: checkpoint paths or state dicts with the same names and shapes."""
         ft, _ = _as_state(finetuned)
         bs, fp = _as_state(base)
-        return cls(vec_ops.task_vector(ft, bs), fp)
+        return cls(vec_ops.task_vector(ft, bs), fp, method, provenance)
 
     def _combine(self, other: "TaskVector", sign: float, op: str) -> "TaskVector":
         if not isinstance(other, TaskVector):
@@ -215,7 +247,8 @@ class TaskVector:
     def __mul__(self, factor: float) -> "TaskVector":
         if not isinstance(factor, (int, float)):
             return NotImplemented
-        return TaskVector(vec_ops.scale(self.tensors, float(factor)), self.base_fingerprint, f"{factor} * ({self.method})")
+        return TaskVector(vec_ops.scale(self.tensors, float(factor)), self.base_fingerprint,
+                          f"{factor} * ({self.method})", self.provenance)
 
     __rmul__ = __mul__
 
@@ -225,8 +258,16 @@ class TaskVector:
     def __len__(self) -> int:
         return len(self.tensors)
 
+    def __iter__(self):
+        return iter(self.tensors)
+
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]
+
+    __hash__ = object.__hash__  # identity, as for any mutable container of tensors
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
     def apply_to(self, base, scale: float = 1.0, *, check_base: bool = True) -> dict[str, torch.Tensor]:
         """base + scale * tau as a state dict. ``base``: checkpoint path or state dict. With ``check_base``,
@@ -240,22 +281,15 @@ class TaskVector:
         return vec_ops.apply(state, self.tensors, scale)
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
-        """Write as ``.safetensors`` (one file) or a checkpoint directory, with task-vector metadata."""
-        from asr_analogy.io.checkpoint import write_safetensors_file
+        """Write as ``.safetensors`` (one file) or a checkpoint directory, atomically, with task-vector
+        metadata. ``force`` replaces an existing output (only once the new one is complete)."""
+        from asr_analogy.io.checkpoint import plan_shards, write_safetensors_file
 
-        meta = {
-            "asr_analogy_kind": KIND,
-            "method": self.method,
-            "base_fingerprint": self.base_fingerprint or "",
-            "finetuned_fingerprint": "",
-            "tensor_count": str(len(self.tensors)),
-        }
+        meta = vector_metadata(self.method, self.base_fingerprint, len(self.tensors), provenance=self.provenance)
         path = Path(path)
         tensors = {n: t.detach().cpu().contiguous() for n, t in self.tensors.items()}
         if path.suffix == ".safetensors":
             specs = [TensorSpec(n, t.dtype, tuple(t.shape)) for n, t in tensors.items()]
-            from asr_analogy.io.checkpoint import plan_shards
-
             order = plan_shards(specs, None)
             items = ((s.name, tensors[s.name]) for s in (order[0] if order else []))
             return write_safetensors_file(path, specs, items, metadata=meta, force=force)
@@ -263,10 +297,12 @@ class TaskVector:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TaskVector":
+        """Read a task vector written by ``save``, ``vector`` or the recipe; ``CheckpointError`` otherwise."""
         meta = read_vector_metadata(path)
         with CheckpointReader(path) as reader:
             tensors = {n: reader.get(n).clone() for n in reader.names()}
-        return cls(tensors, meta.get("base_fingerprint") or None, meta.get("method", "finetuned - base"))
+        return cls(tensors, meta.get("base_fingerprint") or None, meta.get("method", "finetuned - base"),
+                   vector_provenance(meta))
 
     def __repr__(self) -> str:
         return f"TaskVector({len(self.tensors)} tensors, base={self.base_fingerprint}, {self.method!r})"
