@@ -1,8 +1,8 @@
 """``final/<target>/{syn2real,ensemble}/``: the adapted models of a target as plain model directories.
 
-θ_C + λ·(θ_B − θ_A) streams through the merge core (``asr_analogy.merge.analogy_merge``); an ensemble made with
-a random DARE mask is written from the very vector that was evaluated. Each directory's ``analogy.json``
-records its spec, so an unchanged model is not written again.
+Each is θ_C + λ·v streamed through the merge core from the very vector file that was evaluated
+(``vectors/<id>.safetensors``), exactly as ``asr-analogy apply-vector C VECTOR OUT --scale λ --allow-other-base``
+writes it. Each directory's ``analogy.json`` records its spec, so an unchanged model is not written again.
 """
 
 from __future__ import annotations
@@ -35,15 +35,10 @@ def _export_one(ctx: RecipeContext, target_plan: TargetPlan, name: str, pairs: l
             "density": density}
 
     def write_model() -> dict:
-        from asr_analogy.analogy.vectors import load_vector, save_analogy_model
-        from asr_analogy.merge import analogy_merge
+        from asr_analogy.analogy.vectors import save_analogy_model
 
         c_dir = ctx.model_dir(suite.C)
-        if method.startswith("dare"):
-            save_analogy_model(c_dir, load_vector(ctx.vector_path(vector_id)), lam, out, force=True)
-        else:
-            analogy_merge(c_dir, [(ctx.model_dir(a), ctx.model_dir(b)) for a, b in pairs], lam, out,
-                          method=method, density=density, force=True, progress=False)
+        save_analogy_model(c_dir, ctx.vector_path(vector_id), lam, out, force=True)
         ctx.echo(f"[evaluate] {target_plan.target}: wrote {out} (θ_C + {lam:g}·{name} vector)")
         return {"target_synthetic": str(c_dir), "lambda": lam,
                 "pairs": [[str(ctx.model_dir(a)), str(ctx.model_dir(b))] for a, b in pairs]}

@@ -116,6 +116,15 @@ def read_vector_metadata(path: str | os.PathLike) -> dict[str, str]:
     return meta
 
 
+def is_task_vector_file(path: str | os.PathLike) -> bool:
+    """True when ``path`` exists and is a task vector in this module's format (older files are not)."""
+    try:
+        read_vector_metadata(path)
+    except CheckpointError:
+        return False
+    return True
+
+
 def vector_provenance(meta: Mapping[str, str]) -> dict:
     """The ``provenance`` object of a vector's metadata (``{}`` when absent or unreadable)."""
     try:

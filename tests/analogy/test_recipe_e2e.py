@@ -108,3 +108,31 @@ def test_exported_models_are_the_evaluated_analogy(e2e_run):
     for name in c:
         torch.testing.assert_close(ens_out[name], ens_expected[name], rtol=0, atol=1e-6)
     assert (exp / "final" / "alpha" / "syn2real" / "config.json").is_file()
+
+
+def test_apply_vector_applies_every_vector_the_recipe_writes(e2e_run, tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from asr_analogy.cli import main
+    from asr_analogy.io.checkpoint import load_state_dict
+    from asr_analogy.merge import read_vector_metadata
+
+    _, exp, _ = e2e_run
+    files = sorted((exp / "vectors").glob("*.safetensors"))
+    index = json.loads((exp / "vectors" / "index.json").read_text())
+    assert {f.stem for f in files} == set(index) and len(files) >= 4  # pairs, per-voice pairs, ensembles
+    for f in files:
+        meta = read_vector_metadata(f)
+        assert json.loads(meta["provenance"])["kind"] == index[f.stem]["kind"]
+    for name in ("syn2real", "ensemble"):
+        info = json.loads((exp / "final" / "alpha" / name / "analogy.json").read_text())
+        vector = exp / "vectors" / f"{info['spec']['vector']}.safetensors"
+        out = tmp_path / name
+        result = CliRunner().invoke(main, ["apply-vector", info["target_synthetic"], str(vector), str(out),
+                                           "--scale", repr(info["lambda"]), "--allow-other-base", "--quiet"])
+        assert result.exit_code == 0, result.output
+        applied, exported = load_state_dict(out), load_state_dict(exp / "final" / "alpha" / name)
+        assert set(applied) == set(exported)
+        for key in exported:
+            assert torch.equal(applied[key], exported[key]), key

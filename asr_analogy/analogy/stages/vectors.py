@@ -20,6 +20,7 @@ def describe(ctx: RecipeContext) -> list[str]:
 
 def run(ctx: RecipeContext) -> dict:
     from asr_analogy.analogy.vectors import ensemble_vector, load_vector, save_vector, syn2real_vector, vector_stats
+    from asr_analogy.merge.task_vector import is_task_vector_file
 
     plan = ctx.plan()
     index_path = ctx.out / "vectors" / "index.json"
@@ -27,7 +28,7 @@ def run(ctx: RecipeContext) -> dict:
     e = ctx.cfg.ensemble
 
     def is_stored(vector_id: str) -> bool:
-        return vector_id in index and ctx.vector_path(vector_id).is_file()
+        return vector_id in index and is_task_vector_file(ctx.vector_path(vector_id))
 
     def pair_vector(a: str, b: str) -> tuple[str, dict]:
         vector_id = ctx.pair_id(a, b)
