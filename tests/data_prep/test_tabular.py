@@ -107,7 +107,7 @@ def test_bad_tables_raise_and_write_nothing(corpus, tmp_path, content, kwargs, m
 def test_no_usable_row_is_an_error(corpus, tmp_path):
     (corpus / "t.csv").write_text("path,text\nwavs/missing.wav,hi\nwavs/a.wav,\nshort\n")
     out = tmp_path / "out"
-    with pytest.raises(CorpusError, match="no usable utterance.*empty_text 1, malformed_row 1, missing_audio 1"):
+    with pytest.raises(CorpusError, match="no usable utterance.*1 empty_text, 1 malformed_row, 1 missing_audio"):
         tabular.prepare(corpus / "t.csv", out, echo=None)
     assert not out.exists()
 
