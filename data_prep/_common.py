@@ -1,4 +1,4 @@
-"""Shared plumbing of the corpus preparers: skip reports, audio checks, splits, atomic output, summaries.
+"""Shared plumbing of the corpus preparers: audio conversion, splits, atomic output, summaries, entry checks.
 
 Every preparer writes one output directory, atomically (``asr_analogy.io.atomic.atomic_dir``)::
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from asr_analogy.errors import AudioError, ManifestError, OutputExistsError
 from asr_analogy.io.atomic import atomic_dir, atomic_file
-from asr_analogy.io.audio import TARGET_SR, load_audio, load_audio_bytes, to_mono, write_wav
+from asr_analogy.io.audio import TARGET_SR, load_audio, load_audio_bytes, probe_audio, to_mono, write_wav
 from asr_analogy.io.manifest import write_manifest
 from asr_analogy.io.skips import SkipReport
 
@@ -76,27 +76,6 @@ def safe_name(text: str) -> str:
 
 
 # ---- audio -------------------------------------------------------------------------------------------------
-
-
-def probe_audio(path: str | os.PathLike) -> float:
-    """Duration in seconds of a readable, non-empty audio file, from its header (no decoding).
-
-    Raises ``AudioError`` naming the file when it is missing, empty or not decodable.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes)")
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types
-        raise AudioError(f"cannot decode audio file {path}: {exc}") from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"audio file {path} holds no samples")
-    return float(info.frames) / float(info.samplerate)
 
 
 def convert_audio(
@@ -277,7 +256,7 @@ def check_existing(out_dir: str | os.PathLike, corpus: str, options: dict, force
     if marker.is_file():
         try:
             info = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             info = {}
         if info.get("corpus") == corpus and info.get("options") == _jsonable(options):
             if (out_dir / "manifest.jsonl").is_file():
