@@ -45,9 +45,9 @@ demo: venv system-deps corpus
 	$(BIN)/asr-analogy demo
 
 # The real-speech IVR corpus (Debian asterisk prompts, fetched with apt-get download) in data/ivr; a no-op once
-# it is there.
+# it is there. --apt-update lets a fresh machine (as root) refresh apt's package lists when they lack the packages.
 corpus: venv
-	$(BIN)/asr-analogy prep ivr-prompts data/ivr
+	$(BIN)/asr-analogy prep ivr-prompts data/ivr --apt-update
 
 bench: bench-setup corpus
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

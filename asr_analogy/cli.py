@@ -219,11 +219,13 @@ def prep() -> None:
               help="Unpacked packages, or a folder with the two .deb files (default: apt-get download).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Where fetched packages are kept.")
 @click.option("--force", is_flag=True, help="Rebuild OUT_DIR even if it is already prepared.")
-def prep_ivr_prompts(out_dir, from_dir, cache_dir, force):
+@click.option("--apt-update", is_flag=True,
+              help="Run 'apt-get update' (as root) when apt does not know the packages yet (a fresh machine).")
+def prep_ivr_prompts(out_dir, from_dir, cache_dir, force, apt_update):
     """The Asterisk IVR prompts (Debian asterisk-core-sounds-en-wav): real 8 kHz telephone speech -> 16 kHz."""
     from data_prep.ivr_prompts import prepare
 
-    prepare(out_dir, from_dir=from_dir, cache_dir=cache_dir, force=force, echo=click.echo)
+    prepare(from_dir, out_dir, cache_dir=cache_dir, update_index=apt_update, force=force, echo=click.echo)
 
 
 def _prep_common(f):

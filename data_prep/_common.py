@@ -1,4 +1,4 @@
-"""Shared plumbing of the corpus preparers: skip reports, audio checks, splits, atomic output, summaries.
+"""Shared plumbing of the corpus preparers: audio conversion, splits, atomic output, summaries, entry checks.
 
 Every preparer writes one output directory, atomically (``asr_analogy.io.atomic.atomic_dir``)::
 
@@ -29,8 +29,9 @@ import numpy as np
 
 from asr_analogy.errors import AudioError, ManifestError, OutputExistsError
 from asr_analogy.io.atomic import atomic_dir, atomic_file
-from asr_analogy.io.audio import TARGET_SR, load_audio, load_audio_bytes, to_mono, write_wav
+from asr_analogy.io.audio import TARGET_SR, load_audio, load_audio_bytes, probe_audio, to_mono, write_wav
 from asr_analogy.io.manifest import write_manifest
+from asr_analogy.io.skips import SkipReport
 
 PREPARED_MARKER = "prepared.json"
 SPLITS = ("train", "dev", "test")
@@ -74,60 +75,7 @@ def safe_name(text: str) -> str:
     return out or "utt"
 
 
-# ---- skip report -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SkipReport:
-    """Entries dropped while preparing a corpus, each with a reason (``missing_audio``, ``empty_text``, ...)."""
-
-    entries: list[dict] = field(default_factory=list)
-
-    def add(self, utt_id: str, reason: str, detail: str = "") -> None:
-        self.entries.append({"id": str(utt_id), "reason": reason, "detail": detail})
-
-    def counts(self) -> dict[str, int]:
-        """Number of dropped entries per reason."""
-        return dict(collections.Counter(e["reason"] for e in self.entries))
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def summary(self) -> str:
-        if not self.entries:
-            return "skipped: none"
-        parts = ", ".join(f"{reason} {n}" for reason, n in sorted(self.counts().items()))
-        return f"skipped {len(self.entries)}: {parts}"
-
-    def write(self, path: str | os.PathLike) -> Path:
-        with atomic_file(path) as fh:
-            for entry in self.entries:
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        return Path(path)
-
-
 # ---- audio -------------------------------------------------------------------------------------------------
-
-
-def probe_audio(path: str | os.PathLike) -> float:
-    """Duration in seconds of a readable, non-empty audio file, from its header (no decoding).
-
-    Raises ``AudioError`` naming the file when it is missing, empty or not decodable.
-    """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes)")
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:  # libsndfile raises several types
-        raise AudioError(f"cannot decode audio file {path}: {exc}") from None
-    if info.frames <= 0 or info.samplerate <= 0:
-        raise AudioError(f"audio file {path} holds no samples")
-    return float(info.frames) / float(info.samplerate)
 
 
 def convert_audio(
@@ -173,10 +121,6 @@ def _read_segment(path: Path, offset: float, duration: float | None, sr: int) ->
     if data.shape[0] == 0:
         return np.zeros(0, np.float32)  # convert_audio reports the empty segment
     return to_mono(data, file_sr, sr, what=f"audio file {path}")
-
-
-decode_audio_bytes = load_audio_bytes
-"""Decode an in-memory audio file to float32 mono at ``sr`` Hz (``asr_analogy.io.audio.load_audio_bytes``)."""
 
 
 # ---- splits ------------------------------------------------------------------------------------------------
@@ -312,7 +256,7 @@ def check_existing(out_dir: str | os.PathLike, corpus: str, options: dict, force
     if marker.is_file():
         try:
             info = json.loads(marker.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             info = {}
         if info.get("corpus") == corpus and info.get("options") == _jsonable(options):
             if (out_dir / "manifest.jsonl").is_file():
@@ -364,13 +308,13 @@ def finish_output(
                 pass
             rel.append(rec)
         write_manifest(rel, man_dir / f"{dom}.{split}.jsonl", relative=False)
-    skips.write(tmp_dir / "skipped.jsonl")
+    skips.write_jsonl(tmp_dir / "skipped.jsonl")
     summary = summarize(records)
     info = {
         "corpus": corpus,
         "options": _jsonable(options),
         **summary,
-        "skipped": skips.counts(),
+        "skipped": skips.counts,
         **(extra or {}),
     }
     with atomic_file(tmp_dir / PREPARED_MARKER) as fh:
@@ -457,30 +401,30 @@ def write_corpus(
 def _check_entry(entry: Entry, tmp: Path, skips: SkipReport, seen_ids: set, used_names: set, resample: bool):
     text = "" if entry.text is None else " ".join(str(entry.text).split())
     if not re.search(r"[^\W_]", text):
-        skips.add(entry.id, "empty_text", f"text {entry.text!r} holds no word")
+        skips.skip(entry.id, "empty_text", f"text {entry.text!r} holds no word")
         return None
     if entry.id in seen_ids:
-        skips.add(entry.id, "duplicate_id", "an earlier entry has the same id")
+        skips.skip(entry.id, "duplicate_id", "an earlier entry has the same id")
         return None
     fields = {k: v for k, v in entry.fields.items() if v is not None and v != ""}
     if fields.get("source") not in (None, "real", "synthetic"):
-        skips.add(entry.id, "invalid_source", f"source must be real or synthetic, got {fields['source']!r}")
+        skips.skip(entry.id, "invalid_source", f"source must be real or synthetic, got {fields['source']!r}")
         return None
     if "split" in fields:
         fields["split"] = normalize_split(fields["split"])
     try:
         if entry.audio_bytes is not None:
-            audio = decode_audio_bytes(entry.audio_bytes, entry.id)
+            audio = load_audio_bytes(entry.audio_bytes, entry.id)
             dst = _audio_dest(tmp, entry.id, used_names)
             write_wav(dst, audio, TARGET_SR)
             path, duration = dst, len(audio) / TARGET_SR
         elif entry.audio is None:
-            skips.add(entry.id, "missing_audio", "no audio given")
+            skips.skip(entry.id, "missing_audio", "no audio given")
             return None
         else:
             src = Path(entry.audio)
             if not src.is_file():
-                skips.add(entry.id, "missing_audio", f"{src} does not exist")
+                skips.skip(entry.id, "missing_audio", f"{src} does not exist")
                 return None
             file_seconds = probe_audio(src)
             whole = entry.offset <= 0 and (entry.duration is None or abs(entry.duration - file_seconds) <= 0.02)
@@ -492,7 +436,7 @@ def _check_entry(entry: Entry, tmp: Path, skips: SkipReport, seen_ids: set, used
                 duration = convert_audio(src, dst, offset=0.0 if whole else entry.offset, duration=seg)
                 path = dst
     except AudioError as exc:
-        skips.add(entry.id, "unreadable_audio", str(exc))
+        skips.skip(entry.id, "unreadable_audio", str(exc))
         return None
     seen_ids.add(entry.id)
     return {"audio_filepath": str(path), "text": text, "duration": round(duration, 4), **fields, "id": entry.id}

@@ -9,39 +9,29 @@ carried over when present.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
 
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, SkipReport, normalize_split, resolve_audio_path
-from data_prep._common import write_corpus
-from data_prep.tabular import read_table
+from asr_analogy.io.manifest import read_jsonl
+from asr_analogy.io.skips import SkipReport
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split, resolve_audio_path, write_corpus
+from data_prep.tabular import read_table, strict_rows
 
 CORPUS = "audiofolder"
 TEXT_COLUMNS = ("transcription", "text", "sentence", "transcript")
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 
 
-def _metadata_rows(path: Path) -> list[dict]:
+def _metadata_rows(path: Path, skips: SkipReport) -> list[dict]:
     if path.suffix == ".jsonl":
-        rows = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise CorpusError(f"{path}:{lineno}: expected a JSON object")
-            rows.append(row)
+        rows = read_jsonl(path, error=CorpusError, what="metadata")
         if not rows:
             raise CorpusError(f"{path} holds no rows")
         return rows
     table, _ = read_table(path, delimiter=",")
-    header = table[0]
-    return [dict(zip(header, row)) for row in table[1:]]
+    header = table[0].cells
+    return [dict(zip(header, row.cells)) for row in strict_rows(table[1:], len(header), path, skips)]
 
 
 def find_metadata(folder: Path) -> list[tuple[Path, str | None]]:
@@ -65,7 +55,7 @@ def find_metadata(folder: Path) -> list[tuple[Path, str | None]]:
 def folder_entries(folder: Path, *, text_column: str | None, defaults: dict, skips: SkipReport) -> list[Entry]:
     entries = []
     for meta, split in find_metadata(folder):
-        rows = _metadata_rows(meta)
+        rows = _metadata_rows(meta, skips)
         columns = list(rows[0].keys())
         if "file_name" not in columns:
             raise CorpusError(f"{meta}: no 'file_name' column; the columns are {columns}")
@@ -82,7 +72,7 @@ def folder_entries(folder: Path, *, text_column: str | None, defaults: dict, ski
         for k, row in enumerate(rows):
             name = str(row.get("file_name") or "").strip()
             if not name:
-                skips.add(f"{meta.name}:{k + 1}", "missing_audio", "empty file_name")
+                skips.skip(f"{meta.name}:{k + 1}", "missing_audio", "empty file_name")
                 continue
             fields = dict(defaults)
             if split is not None:

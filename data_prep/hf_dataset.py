@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, SkipReport, normalize_split, write_corpus
+from asr_analogy.io.skips import SkipReport
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split, write_corpus
 
 CORPUS = "hf-dataset"
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")
@@ -111,7 +112,7 @@ def dataset_entries(
                 continue
             path = value.get("path") if isinstance(value, dict) else value
             if not path:
-                skips.add(utt_id, "missing_audio", "neither bytes nor a path in the audio column")
+                skips.skip(utt_id, "missing_audio", "neither bytes nor a path in the audio column")
                 continue
             path = Path(path)
             if not path.is_absolute() and base is not None:

@@ -5,8 +5,8 @@ Smith) as 8 kHz mono 16-bit wav under ``usr/share/asterisk/sounds/en_US_f_Alliso
 ``vm-intro``, ``digits/1``); ``asterisk-core-sounds-en`` holds their transcripts in
 ``usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz``, one ``name: text`` line per prompt.
 
-``prepare(out_dir)`` fetches both packages with ``apt-get download`` into a cache, unpacks them with
-``dpkg -x`` (nothing is installed), cleans the transcripts, labels each prompt with a domain from
+``download()`` fetches both packages with ``apt-get download`` into a cache and unpacks them with ``dpkg -x``
+(nothing is installed); ``prepare(corpus_dir, out_dir)`` cleans the transcripts, labels each prompt with a domain from
 ``DOMAIN_TABLE``, resamples to 16 kHz, splits each domain into train/dev/test and writes manifests.
 
 Transcript file quirks handled (Debian 1.6.1-1):
@@ -49,9 +49,9 @@ from typing import Callable
 from asr_analogy.errors import AudioError
 from asr_analogy.io.atomic import atomic_dir
 
+from asr_analogy.io.skips import SkipReport
 from data_prep._common import (
     CorpusError,
-    SkipReport,
     assign_splits,
     cache_root,
     check_existing,
@@ -190,11 +190,13 @@ def _find_debs(folder: Path) -> dict[str, Path]:
     return found
 
 
-def download_packages(deb_dir: str | os.PathLike, echo: Callable[[str], None] | None = print) -> dict[str, Path]:
+def download_packages(deb_dir: str | os.PathLike, *, update_index: bool = False,
+                      echo: Callable[[str], None] | None = print) -> dict[str, Path]:
     """Fetch the two Debian packages into ``deb_dir`` with ``apt-get download`` (no install); returns their paths.
 
-    Runs ``apt-get update`` first when apt does not know the packages and we are root. Raises ``CorpusError``
-    with what to do instead when apt-get is absent, unprivileged, or fails.
+    When apt does not know the packages, ``update_index`` (an explicit opt-in: it changes the machine's package
+    lists) runs ``apt-get update`` once as root and retries. Raises ``CorpusError`` with what to do instead when
+    apt-get is absent, the lists are stale and no update was asked for (or we are not root), or a step fails.
     """
     deb_dir = Path(deb_dir)
     have = _find_debs(deb_dir) if deb_dir.is_dir() else {}
@@ -213,11 +215,13 @@ def download_packages(deb_dir: str | os.PathLike, echo: Callable[[str], None] | 
             echo(f"fetching {' '.join(PACKAGES)} with apt-get download into {deb_dir}")
         result = _apt_download(tmp)
         if result.returncode != 0 and _unknown_package(result.stderr):
-            if os.geteuid() != 0:
+            if not update_index or os.geteuid() != 0:
+                how = "run 'sudo apt-get update' once, then retry" + ("" if os.geteuid() != 0 else
+                                                                       " (or pass --apt-update)")
                 raise CorpusError(
                     f"apt does not know {' / '.join(PACKAGES)} yet (apt-get download: "
-                    f"{_last_error(result.stderr)}); run 'sudo apt-get update' once, then retry, "
-                    f"or pass --from DIR with the .deb files or an unpacked tree"
+                    f"{_last_error(result.stderr)}); {how}, or pass --from DIR with the .deb files or an "
+                    f"unpacked tree"
                 )
             if echo:
                 echo("running apt-get update (the package lists do not know the packages yet)")
@@ -303,13 +307,15 @@ def _extract_deb_python(deb: Path, dest: Path) -> None:
     raise CorpusError(f"{deb} holds no data.tar member")
 
 
-def fetch_corpus(cache_dir: str | os.PathLike | None = None, echo: Callable[[str], None] | None = print) -> Path:
-    """Download (once) and unpack (once) the two packages under ``cache_dir``; returns the unpacked tree."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    unpacked = cache_dir / "unpacked"
+def download(target_dir: str | os.PathLike | None = None, *, update_index: bool = False,
+             echo: Callable[[str], None] | None = print) -> Path:
+    """Download (once) and unpack (once) the two packages under ``target_dir`` (default ``default_cache_dir()``);
+    returns the unpacked tree, a ``corpus_dir`` for ``prepare``. ``update_index``: see ``download_packages``."""
+    target_dir = Path(target_dir) if target_dir is not None else default_cache_dir()
+    unpacked = target_dir / "unpacked"
     if (unpacked / ".complete").is_file():
         return unpacked
-    debs = download_packages(cache_dir / "debs", echo=echo)
+    debs = download_packages(target_dir / "debs", update_index=update_index, echo=echo)
     with atomic_dir(unpacked, force=True) as tmp:
         for deb in debs.values():
             extract_deb(deb, tmp)
@@ -352,22 +358,24 @@ def locate_corpus(root: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def prepare(
+    corpus_dir: str | os.PathLike | None,
     out_dir: str | os.PathLike,
     *,
-    from_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    update_index: bool = False,
     force: bool = False,
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """Prepare the Asterisk prompts corpus in ``out_dir``; returns ``out_dir/manifest.jsonl``.
 
-    ``from_dir``: an unpacked tree of the two packages (``dpkg -x``), the upstream sound tarball unpacked, or
-    a folder holding the two .deb files; default: fetch with ``apt-get download`` into ``cache_dir``
-    (``${ASR_ANALOGY_CACHE:-~/.cache/asr_analogy}/corpora/ivr``). Output (written atomically): 16 kHz mono
-    wavs under ``audio/<name>.wav``, ``manifest.jsonl`` with fields audio_filepath, text, duration (s),
-    domain, speaker ``allison``, split, source ``real``, id (the prompt name), raw_text; per-domain/split
-    manifests ``manifests/{domain}.{split}.jsonl``; ``skipped.jsonl``; ``prepared.json``. An existing
-    complete output is reused unless ``force``. ``echo`` prints progress and the summary (None: silent).
+    ``corpus_dir``: an unpacked tree of the two packages (``dpkg -x``, or ``download()``'s result), the upstream
+    sound tarball unpacked, or a folder holding the two .deb files; None: ``download(cache_dir,
+    update_index=update_index)`` first (``${ASR_ANALOGY_CACHE:-~/.cache/asr_analogy}/corpora/ivr`` by default),
+    unless ``out_dir`` is already prepared. Output (written atomically): 16 kHz mono wavs under
+    ``audio/<name>.wav``, ``manifest.jsonl`` with fields audio_filepath, text, duration (s), domain, speaker
+    ``allison``, split, source ``real``, id (the prompt name), raw_text; per-domain/split manifests
+    ``manifests/{domain}.{split}.jsonl``; ``skipped.jsonl``; ``prepared.json``. An existing complete output is
+    reused unless ``force``. ``echo`` prints progress and the summary (None: silent).
     """
     out_dir = Path(out_dir)
     options = {"speaker": SPEAKER, "split_fractions": list(SPLIT_FRACTIONS), "domains": _table_signature()}
@@ -378,25 +386,30 @@ def prepare(
         return existing
 
     with tempfile.TemporaryDirectory(prefix="ivr-debs-") as scratch:
-        if from_dir is not None:
-            tree = Path(from_dir)
-            if not tree.is_dir():
-                raise CorpusError(f"--from {tree}: no such directory")
-            debs = _find_debs(tree)
-            if debs:
-                if len(debs) != len(PACKAGES):
-                    raise CorpusError(
-                        f"--from {tree}: found {sorted(p.name for p in debs.values())}, need both "
-                        f"{' and '.join(PACKAGES)} .deb files"
-                    )
-                for deb in debs.values():
-                    extract_deb(deb, scratch)
-                tree = Path(scratch)
+        if corpus_dir is None:
+            tree = download(cache_dir, update_index=update_index, echo=echo)
         else:
-            tree = fetch_corpus(cache_dir, echo=echo)
+            tree = _unpacked_tree(Path(corpus_dir), Path(scratch))
         transcript, audio_root = locate_corpus(tree)
         entries = parse_transcripts(transcript)
         return _build(out_dir, entries, audio_root, transcript, options, force, echo)
+
+
+def _unpacked_tree(tree: Path, scratch: Path) -> Path:
+    """``tree`` itself, or, when it holds the two .deb files, ``scratch`` with them unpacked."""
+    if not tree.is_dir():
+        raise CorpusError(f"--from {tree}: no such directory")
+    debs = _find_debs(tree)
+    if not debs:
+        return tree
+    if len(debs) != len(PACKAGES):
+        raise CorpusError(
+            f"--from {tree}: found {sorted(p.name for p in debs.values())}, need both {' and '.join(PACKAGES)} "
+            f".deb files"
+        )
+    for deb in debs.values():
+        extract_deb(deb, scratch)
+    return scratch
 
 
 def _table_signature() -> list[list]:
@@ -411,23 +424,23 @@ def _build(out_dir, entries, audio_root: Path, transcript: Path, options, force,
     seen: set[str] = set()
     for name, raw in entries:
         if name in seen:
-            skips.add(name, "duplicate_name", f"second entry for {name} in {transcript.name}")
+            skips.skip(name, "duplicate_name", f"second entry for {name} in {transcript.name}")
             continue
         seen.add(name)
         domain = domain_of(name)
         if domain is None:
-            skips.add(name, "excluded_domain", f"prefix excluded by DOMAIN_TABLE: {raw[:60]}")
+            skips.skip(name, "excluded_domain", f"prefix excluded by DOMAIN_TABLE: {raw[:60]}")
             continue
         if is_note_only(raw):
-            skips.add(name, "non_speech", raw[:80])
+            skips.skip(name, "non_speech", raw[:80])
             continue
         text = clean_text(raw)
         if not re.search(r"[A-Za-z0-9]", text):
-            skips.add(name, "empty_text", f"no words left in {raw[:60]!r}")
+            skips.skip(name, "empty_text", f"no words left in {raw[:60]!r}")
             continue
         wav = audio_root / f"{name}.wav"
         if not wav.is_file():
-            skips.add(name, "missing_audio", f"{wav} does not exist")
+            skips.skip(name, "missing_audio", f"{wav} does not exist")
             continue
         kept.append({"id": name, "text": text, "raw_text": raw, "domain": domain, "src": wav})
 
@@ -445,7 +458,7 @@ def _build(out_dir, entries, audio_root: Path, transcript: Path, options, force,
             try:
                 duration = convert_audio(item["src"], dst)
             except AudioError as exc:
-                skips.add(item["id"], "unreadable_audio", str(exc))
+                skips.skip(item["id"], "unreadable_audio", str(exc))
                 continue
             records.append(
                 {

@@ -21,38 +21,21 @@ or its ``custom`` dict.
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, SkipReport, resolve_audio_path, write_corpus
+from asr_analogy.io.manifest import read_jsonl
+from asr_analogy.io.skips import SkipReport
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path, write_corpus
 
 CORPUS = "nemo"
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """JSON objects of a .jsonl or .jsonl.gz file; raises ``CorpusError`` naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"manifest {path} does not exist")
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise CorpusError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise CorpusError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"cannot read manifest {path}: {exc}") from None
+def read_lines(path: str | os.PathLike) -> list[dict]:
+    """JSON objects of a .jsonl or .jsonl.gz file (``asr_analogy.io.manifest.read_jsonl``); raises ``CorpusError``
+    naming the file and line, or when it holds no line."""
+    rows = read_jsonl(path, error=CorpusError)
     if not rows:
         raise CorpusError(f"manifest {path} holds no lines")
     return rows
@@ -117,11 +100,11 @@ def cut_entries(rows: list[dict], base: Path, defaults: dict, skips: SkipReport)
         cut_id = str(cut.get("id") or f"cut{k + 1}")
         kind = cut.get("type", "MonoCut")
         if kind != "MonoCut" or "recording" not in cut:
-            skips.add(cut_id, "unsupported", f"{kind} without a single recording is not read")
+            skips.skip(cut_id, "unsupported", f"{kind} without a single recording is not read")
             continue
         audio, why = _file_source(cut["recording"], base)
         if audio is None:
-            skips.add(cut_id, "unsupported", why)
+            skips.skip(cut_id, "unsupported", why)
             continue
         sups = sorted(cut.get("supervisions") or [], key=lambda s: float(s.get("start", 0.0)))
         text = " ".join(str(s.get("text") or "").strip() for s in sups).strip()
@@ -141,11 +124,11 @@ def supervision_entries(recordings: list[dict], supervisions: list[dict], base: 
         sup_id = str(sup.get("id") or f"supervision{k + 1}")
         rec = by_id.get(str(sup.get("recording_id")))
         if rec is None:
-            skips.add(sup_id, "missing_audio", f"no recording {sup.get('recording_id')!r} in the recordings manifest")
+            skips.skip(sup_id, "missing_audio", f"no recording {sup.get('recording_id')!r} in the recordings manifest")
             continue
         audio, why = _file_source(rec, base)
         if audio is None:
-            skips.add(sup_id, "unsupported", why)
+            skips.skip(sup_id, "unsupported", why)
             continue
         fields = {**defaults, **_carry(rec, sup)}
         if sup.get("speaker"):
@@ -176,7 +159,7 @@ def prepare(
     ``resample`` writes every utterance as 16 kHz mono wav; otherwise whole files are referenced in place.
     """
     manifest = Path(manifest)
-    rows = read_jsonl(manifest)
+    rows = read_lines(manifest)
     kind = detect_format(rows[0], manifest)
     base = Path(audio_root) if audio_root is not None else manifest.parent
     skips = SkipReport()
@@ -188,7 +171,7 @@ def prepare(
     elif kind == "lhotse_recording":
         if supervisions is None:
             raise CorpusError(f"{manifest} is a Lhotse recordings manifest; give its supervisions manifest too")
-        entries = supervision_entries(rows, read_jsonl(supervisions), base, defaults, skips)
+        entries = supervision_entries(rows, read_lines(supervisions), base, defaults, skips)
     else:
         raise CorpusError(f"{manifest} is a Lhotse supervisions manifest; give the recordings manifest first and "
                           f"this one as supervisions")

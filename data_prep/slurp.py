@@ -16,12 +16,13 @@ recordings (``*-headset.flac``) of the real subsets.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from data_prep._common import CorpusError, Entry, SkipReport, write_corpus
+from asr_analogy.io.manifest import iter_jsonl
+from asr_analogy.io.skips import SkipReport
+from data_prep._common import CorpusError, Entry, write_corpus
 
 CORPUS = "slurp"
 SUBSETS = ("train", "devel", "test", "train_synthetic")
@@ -46,13 +47,7 @@ def _audio_folder(root: Path, audio_dir: Path | None, name: str) -> Path:
 def read_subset(path: Path) -> list[dict]:
     """Lines of a SLURP JSONL file; raises ``CorpusError`` naming the file and line when malformed."""
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    for lineno, row in iter_jsonl(path, error=CorpusError, what="SLURP dataset file"):
         for key in ("sentence", "scenario", "recordings"):
             if key not in row:
                 raise CorpusError(f"{path}:{lineno}: missing field '{key}' (is this a SLURP dataset file?)")

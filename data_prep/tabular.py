@@ -8,16 +8,24 @@ are carried into the manifest. Relative audio paths are resolved against ``audio
 table's folder).
 
 The header is detected when the first row contains one of the requested or known column names. The delimiter
-is a tab for ``.tsv``/``.tab`` files and otherwise sniffed among ``, \\t | ;`` (comma when unsure).
+is a tab for ``.tsv``/``.tab`` files and otherwise sniffed among ``, \\t | ;`` (comma when unsure). Rows are
+read with the ``csv`` module and must have exactly as many fields as the header (or, without one, as most
+rows): a row with an unquoted delimiter inside its text, or a quoted field left open that swallows the rows
+after it, is skipped into ``skipped.jsonl`` (``malformed_row``, with its line) instead of giving a wrong
+transcript.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from asr_analogy.io.skips import SkipReport
 from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path, write_corpus
 
 CORPUS = "csv"
@@ -36,10 +44,21 @@ def sniff_delimiter(path: Path, sample: str) -> str:
         return ","
 
 
-def read_table(path: str | os.PathLike, *, delimiter: str | None = None) -> tuple[list[list[str]], str]:
-    """All rows of a CSV/TSV file as lists of stripped strings (blank rows dropped), and the delimiter used.
+@dataclass(frozen=True)
+class Row:
+    """One table row: its cells (stripped) and the lines it spans (1-based; ``end_line > line`` when a quoted
+    field ran over line ends)."""
 
-    Raises ``CorpusError`` naming the file when it is missing, not text, or holds no row.
+    line: int
+    end_line: int
+    cells: list[str]
+
+
+def read_table(path: str | os.PathLike, *, delimiter: str | None = None) -> tuple[list[Row], str]:
+    """All rows of a CSV/TSV file (blank rows dropped), read with the ``csv`` module, and the delimiter used.
+
+    Raises ``CorpusError`` naming the file when it is missing, not UTF-8 text, unreadable by ``csv`` (naming the
+    line), or holds no row.
     """
     path = Path(path)
     if not path.is_file():
@@ -47,14 +66,40 @@ def read_table(path: str | os.PathLike, *, delimiter: str | None = None) -> tupl
     try:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"table {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise CorpusError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     delim = delimiter or sniff_delimiter(path, content[:8192])
     quoting = csv.QUOTE_NONE if delim == "|" else csv.QUOTE_MINIMAL  # LJSpeech text holds bare quotes
-    rows = [[c.strip() for c in row] for row in csv.reader(content.splitlines(), delimiter=delim, quoting=quoting)]
-    rows = [r for r in rows if any(r)]
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delim, quoting=quoting)
+    rows, end = [], 0
+    try:
+        for cells in reader:
+            start, end = end + 1, reader.line_num
+            if any(c.strip() for c in cells):
+                rows.append(Row(start, end, [c.strip() for c in cells]))
+    except csv.Error as exc:
+        raise CorpusError(f"{path}:{reader.line_num}: cannot read the row ({exc})") from None
     if not rows:
         raise CorpusError(f"table {path} holds no rows")
     return rows, delim
+
+
+def strict_rows(rows: list[Row], n_fields: int, path: Path, skips: SkipReport) -> list[Row]:
+    """The rows with exactly ``n_fields`` cells on one line; the others go to ``skips`` as ``malformed_row``
+    (id ``<file>:<line>``): extra fields from an unquoted delimiter inside a transcript, missing fields, or a
+    quoted field that runs over line ends (an unterminated quote swallowing the rows after it)."""
+    good = []
+    for row in rows:
+        if row.end_line > row.line:
+            why = (f"a quoted field runs from line {row.line} to line {row.end_line} (unterminated quote?); "
+                   f"those lines are skipped")
+        elif len(row.cells) != n_fields:
+            why = f"{len(row.cells)} fields, expected {n_fields} (an unquoted delimiter inside a field?)"
+        else:
+            good.append(row)
+            continue
+        skips.skip(f"{path.name}:{row.line}", "malformed_row", why)
+    return good
 
 
 def _column_index(spec: str | int | None, header: list[str] | None, known: tuple[str, ...], default: int,
@@ -95,33 +140,32 @@ def table_entries(
     header: bool | None = None,
     audio_root: str | os.PathLike | None = None,
     defaults: dict | None = None,
-    skips=None,
+    skips: SkipReport,
 ) -> list[Entry]:
-    """Rows of a table as ``Entry`` objects (see the module docstring). Rows too short for the path or text
-    column are recorded in ``skips`` as ``malformed_row``."""
+    """Rows of a table as ``Entry`` objects (see the module docstring). Every row must have as many fields as
+    the header (without a header: as most rows); other rows are recorded in ``skips`` (``strict_rows``)."""
     path = Path(path)
     rows, _ = read_table(path, delimiter=delimiter)
-    has_header = detect_header(rows[0], path_column, text_column) if header is None else header
-    head = rows[0] if has_header else None
+    has_header = detect_header(rows[0].cells, path_column, text_column) if header is None else header
+    head = rows[0].cells if has_header else None
     body = rows[1:] if has_header else rows
     p_idx = _column_index(path_column, head, PATH_COLUMNS, 0, "audio path", path)
     t_idx = _column_index(text_column, head, TEXT_COLUMNS, 1, "text", path)
+    n_fields = len(head) if head else collections.Counter(len(r.cells) for r in body).most_common(1)[0][0]
+    if max(p_idx, t_idx) >= n_fields:
+        raise CorpusError(f"{path}: rows have {n_fields} fields; there is no column {max(p_idx, t_idx)} "
+                          f"(0-based) for the audio path or text")
     lowered = [h.lower() for h in head] if head else []
     carry = {name: lowered.index(name) for name in (*CARRY_FIELDS, "id") if name in lowered}
     base = Path(audio_root) if audio_root is not None else path.parent
     entries = []
-    first_line = 2 if has_header else 1
-    for k, row in enumerate(body):
-        line = first_line + k
-        if max(p_idx, t_idx) >= len(row):
-            if skips is not None:
-                skips.add(f"{path.name}:{line}", "malformed_row", f"{len(row)} columns, need {max(p_idx, t_idx) + 1}")
-            continue
+    for row in strict_rows(body, n_fields, path, skips):
+        cells = row.cells
         fields = dict(defaults or {})
-        fields.update({name: row[i] for name, i in carry.items() if i < len(row) and row[i] and name != "id"})
-        utt_id = row[carry["id"]] if "id" in carry and carry["id"] < len(row) and row[carry["id"]] else row[p_idx]
-        audio = resolve_audio_path(row[p_idx], base) if row[p_idx] else None
-        entries.append(Entry(id=utt_id or f"{path.name}:{line}", text=row[t_idx], audio=audio, fields=fields))
+        fields.update({name: cells[i] for name, i in carry.items() if cells[i] and name != "id"})
+        utt_id = cells[carry["id"]] if "id" in carry and cells[carry["id"]] else cells[p_idx]
+        audio = resolve_audio_path(cells[p_idx], base) if cells[p_idx] else None
+        entries.append(Entry(id=utt_id or f"{path.name}:{row.line}", text=cells[t_idx], audio=audio, fields=fields))
     return entries
 
 
@@ -149,8 +193,6 @@ def prepare(
     the original files (absolute paths). Missing/unreadable audio, empty text and short rows are skipped and
     listed in ``skipped.jsonl``; a missing column, or no usable row, is an error and writes nothing.
     """
-    from data_prep._common import SkipReport
-
     table = Path(table)
     skips = SkipReport()
     defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}

@@ -3,7 +3,6 @@ no model code). Each function states the contract it relies on."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -21,31 +20,26 @@ def resolve_base_model(name: str) -> str:
 
 
 def prepare_corpus(preparer: str, out_dir: Path, *, from_dir=None, cache_dir=None, options: dict | None = None) -> Path:
-    """``data_prep.<preparer>.prepare(out_dir, from_dir=..., cache_dir=..., **options) -> manifest path``."""
-    try:
-        module = importlib.import_module(f"data_prep.{preparer}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"corpus.preparer '{preparer}': no module data_prep.{preparer} ({exc})") from None
-    import inspect
+    """``data_prep.PREPARERS[preparer].prepare(from_dir, out_dir, **options) -> manifest path``; a corpus that
+    can be downloaded is fetched into ``cache_dir`` when ``from_dir`` is None."""
+    from data_prep import PREPARERS
 
+    if preparer not in PREPARERS:
+        raise ConfigError(f"corpus.preparer '{preparer}': unknown; choose from {sorted(PREPARERS)} or 'manifest'")
+    entry = PREPARERS[preparer]
     kwargs = dict(options or {})
-    params = list(inspect.signature(module.prepare).parameters)
-    if params and params[0] not in ("out_dir", "output_dir"):
-        # a preparer of a local corpus copy: prepare(CORPUS_DIR, out_dir, ...) (e.g. data_prep.slurp)
+    if entry.download is None:
         if from_dir is None:
             raise ConfigError(f"corpus.preparer '{preparer}' reads a local copy of the corpus: set corpus.from_dir")
-        return Path(module.prepare(from_dir, out_dir, **kwargs))
-    if from_dir is not None:
-        kwargs["from_dir"] = from_dir
-    if cache_dir is not None:
+    elif cache_dir is not None:
         kwargs["cache_dir"] = cache_dir
-    return Path(module.prepare(out_dir, **kwargs))
+    return Path(entry.prepare(from_dir, out_dir, **kwargs))
 
 
 def preparer_exists(preparer: str) -> bool:
-    import importlib.util
+    from data_prep import PREPARERS
 
-    return importlib.util.find_spec(f"data_prep.{preparer}") is not None
+    return preparer in PREPARERS
 
 
 def register_tts_backend(backend: str) -> str:

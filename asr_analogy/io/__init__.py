@@ -1,1 +1,3 @@
-"""Input/output: checkpoints, manifests, audio, atomic writes. Imports nothing else from the package."""
+"""Input/output, the bottom layer: checkpoints (``checkpoint/``: safetensors format, lazy reader, atomic sharded
+writer, Hugging Face directories), JSONL manifests and the skip report, audio, atomic writes and the strict YAML
+loader. Imports nothing from the package but ``asr_analogy.errors``."""

@@ -24,16 +24,38 @@ def load_audio(path: str | os.PathLike, sr: int = TARGET_SR) -> np.ndarray:
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"audio file {path} does not exist")
-    if path.stat().st_size == 0:
-        raise AudioError(f"audio file {path} is empty (0 bytes)")
+    path = _existing_file(path)
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types (LibsndfileError, RuntimeError, TypeError)
         raise AudioError(f"cannot decode audio file {path}: {exc}") from None
     return to_mono(data, file_sr, sr, what=f"audio file {path}")
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise AudioError(f"audio file {path} is empty (0 bytes)")
+    return path
+
+
+def probe_audio(path: str | os.PathLike) -> float:
+    """Duration in seconds of a readable, non-empty audio file, from its header (no decoding).
+
+    Raises ``AudioError`` naming the file when it is missing, empty or not decodable.
+    """
+    import soundfile as sf
+
+    path = _existing_file(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types
+        raise AudioError(f"cannot decode audio file {path}: {exc}") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise AudioError(f"audio file {path} holds no samples")
+    return float(info.frames) / float(info.samplerate)
 
 
 def load_audio_bytes(data: bytes, name: str, sr: int = TARGET_SR) -> np.ndarray:

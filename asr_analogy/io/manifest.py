@@ -19,10 +19,11 @@ Other fields are kept as they are. ``read_manifest`` resolves ``audio_filepath``
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from asr_analogy.errors import ManifestError
 from asr_analogy.io.atomic import atomic_file
@@ -31,45 +32,71 @@ REQUIRED_FIELDS = ("audio_filepath", "text")
 SOURCES = ("real", "synthetic")
 
 
+def read_jsonl(path: str | os.PathLike, *, error: type[ManifestError] = ManifestError,
+               what: str = "manifest") -> list[dict]:
+    """The JSON objects of a ``.jsonl`` (or gzipped ``.jsonl.gz``) file, one a line; blank lines are ignored.
+
+    Raises ``error`` (a ``ManifestError``) with one line naming the file, and the line where there is one, when
+    the file is missing or unreadable, a line is not UTF-8, not valid JSON, or not a JSON object. An empty file
+    gives an empty list.
+    """
+    return [row for _, row in iter_jsonl(path, error=error, what=what)]
+
+
+def iter_jsonl(path: str | os.PathLike, *, error: type[ManifestError] = ManifestError,
+               what: str = "manifest") -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file; errors as in ``read_jsonl``."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path} does not exist")
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+                except UnicodeDecodeError as exc:
+                    raise error(f"{path}:{lineno}: not UTF-8 text (byte {raw[exc.start]:#04x} at column "
+                                f"{exc.start + 1})") from None
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise error(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                yield lineno, row
+    except (OSError, EOFError) as exc:  # unreadable, or a corrupt / truncated .gz
+        raise error(f"cannot read {what} {path}: {exc}") from None
+
+
 def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> list[dict]:
     """Read a JSONL manifest into a list of dicts; ``audio_filepath`` made absolute when ``resolve_paths``.
 
-    Raises ``ManifestError`` naming the file and line for invalid JSON, a missing required field, a
-    non-numeric duration or an unknown ``source``. Blank lines are ignored.
+    Raises ``ManifestError`` naming the file and line for a line that is not UTF-8 or not a JSON object, a
+    missing required field, a non-numeric duration or an unknown ``source``. Blank lines are ignored.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} does not exist")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
+    for lineno, rec in iter_jsonl(path):
+        for key in REQUIRED_FIELDS:
+            if key not in rec:
+                raise ManifestError(f"{path}:{lineno}: missing required field '{key}'")
+        if not isinstance(rec["text"], str):
+            raise ManifestError(f"{path}:{lineno}: field 'text' must be a string")
+        if "duration" in rec and rec["duration"] is not None:
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise ManifestError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            for key in REQUIRED_FIELDS:
-                if key not in rec:
-                    raise ManifestError(f"{path}:{lineno}: missing required field '{key}'")
-            if not isinstance(rec["text"], str):
-                raise ManifestError(f"{path}:{lineno}: field 'text' must be a string")
-            if "duration" in rec and rec["duration"] is not None:
-                try:
-                    rec["duration"] = float(rec["duration"])
-                except (TypeError, ValueError):
-                    raise ManifestError(f"{path}:{lineno}: field 'duration' must be a number of seconds") from None
-            if rec.get("source") is not None and rec["source"] not in SOURCES:
-                raise ManifestError(f"{path}:{lineno}: field 'source' must be one of {SOURCES}, got {rec['source']!r}")
-            if resolve_paths:
-                audio = Path(rec["audio_filepath"])
-                if not audio.is_absolute():
-                    audio = (path.parent / audio).resolve()
-                rec["audio_filepath"] = str(audio)
-            records.append(rec)
+                rec["duration"] = float(rec["duration"])
+            except (TypeError, ValueError):
+                raise ManifestError(f"{path}:{lineno}: field 'duration' must be a number of seconds") from None
+        if rec.get("source") is not None and rec["source"] not in SOURCES:
+            raise ManifestError(f"{path}:{lineno}: field 'source' must be one of {SOURCES}, got {rec['source']!r}")
+        if resolve_paths:
+            audio = Path(rec["audio_filepath"])
+            if not audio.is_absolute():
+                audio = (path.parent / audio).resolve()
+            rec["audio_filepath"] = str(audio)
+        records.append(rec)
     return records
 
 
@@ -93,26 +120,3 @@ def write_manifest(records: Iterable[dict], path: str | os.PathLike, relative: b
                         pass
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     return path
-
-
-def filter_records(records: Iterable[dict], **criteria) -> list[dict]:
-    """Keep records whose fields equal the given values; a list/tuple/set value means "any of these".
-
-    ``filter_records(recs, split="train", domain=["voicemail", "conference"])``.
-    """
-    out = []
-    for rec in records:
-        ok = True
-        for key, want in criteria.items():
-            if want is None:
-                continue
-            have = rec.get(key)
-            if isinstance(want, (list, tuple, set, frozenset)):
-                ok = have in want
-            else:
-                ok = have == want
-            if not ok:
-                break
-        if ok:
-            out.append(rec)
-    return out

@@ -15,19 +15,16 @@ as JSON. Only when *every* utterance is skipped does loading fail, with a ``Mani
 
 from __future__ import annotations
 
-import json
 import os
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from asr_analogy.errors import AudioError, ManifestError
-from asr_analogy.io.atomic import atomic_file
 from asr_analogy.io.audio import TARGET_SR, duration_seconds, is_silent, load_audio, rms_dbfs
 from asr_analogy.io.manifest import read_manifest
+from asr_analogy.io.skips import SkipReport
 
 KEPT_FIELDS = ("domain", "speaker", "split", "source", "voice")
 """Optional manifest fields carried into the dataset as string columns (``None`` where absent)."""
@@ -42,57 +39,6 @@ SKIP_REASONS = {
     "too_short": "the audio is shorter than min_duration_s",
 }
 """Why an utterance was skipped, by reason code."""
-
-
-@dataclass
-class SkipReport:
-    """Which utterances of a manifest were skipped, and why.
-
-    ``skipped`` holds one dict per skipped utterance: ``index`` (0-based position in the manifest),
-    ``audio_filepath``, ``reason`` (a key of ``SKIP_REASONS``) and ``detail`` (a human-readable message).
-    """
-
-    source: str  # the manifest path, or "<records>" for an in-memory list
-    n_total: int = 0  # utterances read from the manifest
-    n_kept: int = 0  # utterances in the dataset
-    kept_seconds: float = 0.0  # total duration of the kept audio, seconds
-    skipped: list[dict] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """Number of skipped utterances per reason, e.g. ``{"silent": 2}``."""
-        return dict(Counter(s["reason"] for s in self.skipped))
-
-    def add(self, index: int, path: str, reason: str, detail: str) -> None:
-        assert reason in SKIP_REASONS, reason
-        self.skipped.append({"index": index, "audio_filepath": path, "reason": reason, "detail": detail})
-
-    def summary(self) -> str:
-        """One line: ``kept 10 of 13 utterances (41.2 s); skipped 3: 2 silent, 1 missing``."""
-        line = f"kept {self.n_kept} of {self.n_total} utterances ({self.kept_seconds:.1f} s)"
-        if self.skipped:
-            parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-            line += f"; skipped {len(self.skipped)}: {parts}"
-        return line
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "n_total": self.n_total,
-            "n_kept": self.n_kept,
-            "n_skipped": len(self.skipped),
-            "kept_seconds": round(self.kept_seconds, 3),
-            "counts": self.counts,
-            "skipped": self.skipped,
-        }
-
-    def write_json(self, path: str | os.PathLike) -> Path:
-        """Write the report as JSON, atomically. Returns the path."""
-        path = Path(path)
-        with atomic_file(path) as fh:
-            json.dump(self.to_dict(), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        return path
 
 
 def _records(manifest_or_records: str | os.PathLike | Iterable[dict]) -> tuple[list[dict], str]:

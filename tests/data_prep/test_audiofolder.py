@@ -70,7 +70,7 @@ def test_cli_audiofolder(tmp_path):
     (root / "metadata.csv").write_text("file_name,sentence\na.wav,\n")
     res = CliRunner().invoke(main, ["prep", "audiofolder", str(root), str(tmp_path / "out")])
     assert res.exit_code == 2
-    assert "error: no usable utterance in the audiofolder corpus (skipped 1: empty_text 1)" in res.output
+    assert "error: no usable utterance in the audiofolder corpus (skipped 1: 1 empty_text)" in res.output
     assert not (tmp_path / "out").exists()
     (root / "metadata.csv").write_text("file_name,sentence\na.wav,fine now\n")
     res = CliRunner().invoke(main, ["prep", "audiofolder", str(root), str(tmp_path / "out"), "--split", "test"])

@@ -97,7 +97,7 @@ def test_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
 )
 def test_bad_columns_raise_and_write_nothing(saved, tmp_path, kwargs, message):
     out = tmp_path / "out"
-    with pytest.raises(CorpusError, match=message or "no usable utterance.*missing_audio 4"):
+    with pytest.raises(CorpusError, match=message or "no usable utterance.*4 missing_audio"):
         hf_dataset.prepare(saved, out, echo=None, **kwargs)
     assert not out.exists()
 
@@ -112,6 +112,6 @@ def test_not_a_saved_dataset(tmp_path):
 def test_cli_hf_dataset(saved, tmp_path):
     res = CliRunner().invoke(main, ["prep", "hf-dataset", str(saved), str(tmp_path / "out"), "--split", "train"])
     assert res.exit_code == 0, res.output
-    assert "2 utterances" in res.output and "unreadable_audio 1" in res.output
+    assert "2 utterances" in res.output and "1 unreadable_audio" in res.output
     res = CliRunner().invoke(main, ["prep", "hf-dataset", "org/name", str(tmp_path / "o2")])
     assert res.exit_code == 2 and "hub is offline" in res.output

@@ -136,7 +136,7 @@ def tree(tmp_path):
 
 def test_prepare_fixture_manifest(tree, tmp_path):
     out = tmp_path / "ivr"
-    manifest = ivr_prompts.prepare(out, from_dir=tree, echo=None)
+    manifest = ivr_prompts.prepare(tree, out, echo=None)
     assert manifest == out / "manifest.jsonl"
     recs = {r["id"]: r for r in read_manifest(manifest)}
     assert set(recs) == set(EXPECTED_TEXT)
@@ -182,16 +182,16 @@ def test_prepare_fixture_manifest(tree, tmp_path):
 
 def test_rerun_skips_complete_output_and_force_rebuilds(tree, tmp_path, capsys):
     out = tmp_path / "ivr"
-    ivr_prompts.prepare(out, from_dir=tree)
+    ivr_prompts.prepare(tree, out)
     printed = capsys.readouterr().out
     assert "voicemail" in printed and "18 utterances" in printed
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    ivr_prompts.prepare(out, from_dir=tree)
+    ivr_prompts.prepare(tree, out)
     assert "already prepared" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     # force rebuilds from the (now changed) source
     (tree / SOUNDS / "vm-goodbye.wav").unlink()
-    ivr_prompts.prepare(out, from_dir=tree, force=True, echo=None)
+    ivr_prompts.prepare(tree, out, force=True, echo=None)
     ids = {r["id"] for r in read_manifest(out / "manifest.jsonl")}
     assert ids == set(EXPECTED_TEXT) - {"vm-goodbye"}
 
@@ -201,7 +201,7 @@ def test_existing_foreign_dir_is_refused_untouched(tree, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputExistsError, match="not a prepared corpus"):
-        ivr_prompts.prepare(out, from_dir=tree, echo=None)
+        ivr_prompts.prepare(tree, out, echo=None)
     assert snapshot(out) == {"notes.txt": 4}
 
 
@@ -210,7 +210,7 @@ def test_tree_without_transcripts_fails_and_writes_nothing(tmp_path):
     write_tone(src / SOUNDS / "vm-goodbye.wav", 0.3, 8000)
     out = tmp_path / "ivr"
     with pytest.raises(CorpusError, match=r"no transcript file \(core-sounds-en.txt.gz"):
-        ivr_prompts.prepare(out, from_dir=src, echo=None)
+        ivr_prompts.prepare(src, out, echo=None)
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["src"]
 
@@ -219,7 +219,7 @@ def test_tree_without_audio_fails_and_writes_nothing(tree, tmp_path):
     shutil.rmtree(tree / "usr/share/asterisk")
     out = tmp_path / "ivr"
     with pytest.raises(CorpusError, match="no prompt audio under"):
-        ivr_prompts.prepare(out, from_dir=tree, echo=None)
+        ivr_prompts.prepare(tree, out, echo=None)
     assert not out.exists()
 
 
@@ -227,8 +227,8 @@ def test_all_audio_unreadable_fails_and_writes_nothing(tree, tmp_path):
     for wav in (tree / SOUNDS).rglob("*.wav"):
         wav.write_bytes(b"")
     out = tmp_path / "ivr"
-    with pytest.raises(CorpusError, match="no usable utterance.*unreadable_audio 19"):
-        ivr_prompts.prepare(out, from_dir=tree, echo=None)
+    with pytest.raises(CorpusError, match="no usable utterance.*19 unreadable_audio"):
+        ivr_prompts.prepare(tree, out, echo=None)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["unpacked"]
 
@@ -333,13 +333,13 @@ def _build_debs(tree: Path, dest: Path) -> None:
 def test_from_deb_files_with_dpkg_and_python_unpacker(tree, tmp_path, monkeypatch):
     debs = tmp_path / "debs"
     _build_debs(tree, debs)
-    ivr_prompts.prepare(tmp_path / "a", from_dir=debs, echo=None)
+    ivr_prompts.prepare(debs, tmp_path / "a", echo=None)
     a = read_manifest(tmp_path / "a" / "manifest.jsonl")
     assert {r["id"] for r in a} == set(EXPECTED_TEXT)
     # without dpkg the .deb files are unpacked in Python and give the same corpus
     real_which = shutil.which
     monkeypatch.setattr(ivr_prompts.shutil, "which", lambda cmd: None if cmd == "dpkg" else real_which(cmd))
-    ivr_prompts.prepare(tmp_path / "b", from_dir=debs, echo=None)
+    ivr_prompts.prepare(debs, tmp_path / "b", echo=None)
     b = read_manifest(tmp_path / "b" / "manifest.jsonl")
     strip = lambda recs: [{k: v for k, v in r.items() if k != "audio_filepath"} for r in recs]  # noqa: E731
     assert strip(a) == strip(b)
@@ -350,7 +350,7 @@ def test_from_dir_with_one_deb_is_an_error(tmp_path):
     debs.mkdir()
     (debs / "asterisk-core-sounds-en_1.0-1_all.deb").write_bytes(b"!<arch>\n")
     with pytest.raises(CorpusError, match="need both asterisk-core-sounds-en-wav and asterisk-core-sounds-en"):
-        ivr_prompts.prepare(tmp_path / "out", from_dir=debs, echo=None)
+        ivr_prompts.prepare(debs, tmp_path / "out", echo=None)
     assert not (tmp_path / "out").exists()
 
 
@@ -399,12 +399,22 @@ def test_download_as_non_root_with_stale_lists_asks_for_apt_update(tmp_path, mon
     assert snapshot(tmp_path / "debs") == {}
 
 
-def test_download_as_root_runs_apt_update_then_retries(tmp_path, monkeypatch):
+def test_download_as_root_changes_no_package_lists_unless_asked(tmp_path, monkeypatch):
     fake = _FakeApt()
     monkeypatch.setattr(ivr_prompts.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
     monkeypatch.setattr(ivr_prompts.subprocess, "run", fake)
     monkeypatch.setattr(ivr_prompts.os, "geteuid", lambda: 0)
-    got = ivr_prompts.download_packages(tmp_path / "debs", echo=None)
+    with pytest.raises(CorpusError, match=r"run 'sudo apt-get update' once, then retry \(or pass --apt-update\)"):
+        ivr_prompts.download_packages(tmp_path / "debs", echo=None)
+    assert fake.calls == ["download"] and not fake.updated
+
+
+def test_download_as_root_runs_apt_update_when_asked_then_retries(tmp_path, monkeypatch):
+    fake = _FakeApt()
+    monkeypatch.setattr(ivr_prompts.shutil, "which", lambda cmd: "/usr/bin/" + cmd)
+    monkeypatch.setattr(ivr_prompts.subprocess, "run", fake)
+    monkeypatch.setattr(ivr_prompts.os, "geteuid", lambda: 0)
+    got = ivr_prompts.download_packages(tmp_path / "debs", update_index=True, echo=None)
     assert fake.calls == ["download", "update", "download"]
     assert sorted(p.name for p in got.values()) == [
         "asterisk-core-sounds-en-wav_1.6.1-1_all.deb",
@@ -452,11 +462,11 @@ REAL_DOMAINS = [  # restated from the documented table, checked in order
 @pytest.fixture(scope="module")
 def real_corpus(tmp_path_factory):
     try:
-        tree = ivr_prompts.fetch_corpus(echo=None)
+        tree = ivr_prompts.download(echo=None)
     except CorpusError as exc:
         pytest.skip(f"the Debian packages cannot be fetched here: {exc}")
     out = tmp_path_factory.mktemp("real") / "ivr"
-    ivr_prompts.prepare(out, from_dir=tree, echo=None)
+    ivr_prompts.prepare(tree, out, echo=None)
     return tree, out
 
 
@@ -495,7 +505,7 @@ def test_real_corpus_counts_match_transcripts(real_corpus):
 
 def test_relative_out_dir_gives_manifest_paths_that_resolve(tree, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    manifest = ivr_prompts.prepare("rel/ivr", from_dir=tree, echo=None)
+    manifest = ivr_prompts.prepare(tree, "rel/ivr", echo=None)
     for line in (tmp_path / "rel" / "ivr" / "manifest.jsonl").read_text().splitlines():
         raw = json.loads(line)["audio_filepath"]
         assert raw.startswith("audio/"), raw  # relative to the manifest, not to a temporary directory

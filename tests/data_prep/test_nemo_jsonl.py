@@ -106,7 +106,7 @@ def test_lhotse_recordings_and_supervisions(audio, tmp_path):
          r"neither a NeMo manifest line .* its keys are \['path', 'words'\]"),
         ('{"id": "r", "sources": []}\n', {}, r"is a Lhotse recordings manifest; give its supervisions manifest too"),
         ("\n", {}, r"holds no lines"),
-        ('{"audio_filepath": "short.wav", "text": "  "}\n', {}, r"no usable utterance .*empty_text 1"),
+        ('{"audio_filepath": "short.wav", "text": "  "}\n', {}, r"no usable utterance .*1 empty_text"),
     ],
 )
 def test_bad_manifests_raise_and_write_nothing(audio, tmp_path, lines, kwargs, message):
@@ -124,3 +124,11 @@ def test_cli_nemo(audio, tmp_path):
     assert res.exit_code == 0, res.output
     [rec] = read_manifest(tmp_path / "out" / "manifest.jsonl")
     assert rec["source"] == "synthetic" and "/out/audio/" in rec["audio_filepath"]
+
+
+def test_non_utf8_manifest_is_one_clear_error(tmp_path):
+    (tmp_path / "m.jsonl").write_bytes(b'{"audio_filepath": "a.wav", "text": "ok"}\n{"audio_filepath": "b.wav", "text": "\xff"}\n')
+    res = CliRunner().invoke(main, ["prep", "nemo", str(tmp_path / "m.jsonl"), str(tmp_path / "out")])
+    assert res.exit_code == 2 and res.exception.__class__ is SystemExit
+    assert "error: " in res.output and "m.jsonl:2: not UTF-8 text (byte 0xff at column 38)" in res.output
+    assert "Traceback" not in res.output and not (tmp_path / "out").exists()

@@ -107,7 +107,7 @@ def test_bad_tables_raise_and_write_nothing(corpus, tmp_path, content, kwargs, m
 def test_no_usable_row_is_an_error(corpus, tmp_path):
     (corpus / "t.csv").write_text("path,text\nwavs/missing.wav,hi\nwavs/a.wav,\nshort\n")
     out = tmp_path / "out"
-    with pytest.raises(CorpusError, match="no usable utterance.*empty_text 1, malformed_row 1, missing_audio 1"):
+    with pytest.raises(CorpusError, match="no usable utterance.*1 empty_text, 1 malformed_row, 1 missing_audio"):
         tabular.prepare(corpus / "t.csv", out, echo=None)
     assert not out.exists()
 
@@ -122,3 +122,27 @@ def test_cli_csv(corpus, tmp_path):
     res = CliRunner().invoke(main, ["prep", "csv", str(corpus / "t.csv"), str(tmp_path / "o2"), "--text-column", "x"])
     assert res.exit_code == 2 and "error:" in res.output and "no text column 'x'" in res.output
     assert not (tmp_path / "o2").exists()
+
+
+def test_unquoted_extra_commas_go_to_the_skip_report(corpus, tmp_path):
+    (corpus / "t.csv").write_text("path,text\nwavs/a.wav,hello there\nwavs/b.wav,yes, no, maybe\n")
+    out = tmp_path / "out"
+    recs = read_manifest(tabular.prepare(corpus / "t.csv", out, echo=None))
+    assert [r["text"] for r in recs] == ["hello there"]  # not "yes" for b.wav
+    [skip] = map(json.loads, (out / "skipped.jsonl").read_text().splitlines())
+    assert skip == {"id": "t.csv:3", "reason": "malformed_row",
+                    "detail": "4 fields, expected 2 (an unquoted delimiter inside a field?)"}
+
+
+def test_unterminated_quote_does_not_swallow_rows_into_a_transcript(corpus, tmp_path):
+    (corpus / "t.csv").write_text('path,text\nwavs/a.wav,"hello\nwavs/b.wav,good bye\nwavs/a.wav,again\n')
+    out = tmp_path / "out"
+    with pytest.raises(CorpusError, match="no usable utterance.*1 malformed_row"):
+        tabular.prepare(corpus / "t.csv", out, echo=None)
+    assert not out.exists()
+    (corpus / "t.csv").write_text('path,text\nwavs/b.wav,fine\nwavs/a.wav,"hello\nwavs/b.wav,good bye\n')
+    recs = read_manifest(tabular.prepare(corpus / "t.csv", out, echo=None))
+    assert [r["text"] for r in recs] == ["fine"]
+    [skip] = map(json.loads, (out / "skipped.jsonl").read_text().splitlines())
+    assert skip["id"] == "t.csv:3" and skip["reason"] == "malformed_row"
+    assert skip["detail"].startswith("a quoted field runs from line 3 to line 4 (unterminated quote?)")

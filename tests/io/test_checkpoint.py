@@ -1,5 +1,6 @@
 """Lazy checkpoint reader, streaming sharded writer, fingerprint, and their error messages."""
 
+import hashlib
 import json
 import os
 
@@ -13,6 +14,7 @@ from asr_analogy.io.checkpoint import (
     ShardedWriter,
     TensorSpec,
     copy_model_files,
+    fingerprint_mismatch,
     load_state_dict,
     parse_size,
     save_checkpoint,
@@ -120,12 +122,33 @@ def test_fingerprint_is_layout_independent_and_sees_changes(tmp_path):
     sharded = save_checkpoint(state, tmp_path / "sharded", shard_size="3KB")
     torch.save(state, tmp_path / "pytorch_model.bin")
     fps = {CheckpointReader(p).fingerprint() for p in (single, sharded, tmp_path / "pytorch_model.bin")}
-    assert len(fps) == 1 and fps.pop().startswith("sha256:")
+    assert len(fps) == 1 and fps.pop().startswith("sha256-full:")
     changed = dict(state)
     changed["model.layers.10.w"] = state["model.layers.10.w"].clone()
     changed["model.layers.10.w"][-1, -1] += 1.0
     other = save_checkpoint(changed, tmp_path / "other")
     assert CheckpointReader(other).fingerprint() != CheckpointReader(single).fingerprint()
+
+
+def test_fingerprint_hashes_every_byte(tmp_path):
+    # 64 x 64 float32 = 16 KiB: the middle element lies outside the first and last 4 KiB.
+    w = torch.arange(64 * 64, dtype=torch.float32).reshape(64, 64)
+    base = save_checkpoint({"w": w}, tmp_path / "base")
+    expected = hashlib.sha256(b"w\0F32\x0064,64\0" + w.numpy().tobytes()).hexdigest()
+    assert CheckpointReader(base).fingerprint() == f"sha256-full:{expected}"
+    edited = w.clone()
+    edited[32, 0] += 1.0  # byte 8192: the middle of the tensor
+    other = save_checkpoint({"w": edited}, tmp_path / "edited")
+    assert CheckpointReader(other).fingerprint() != CheckpointReader(base).fingerprint()
+    with CheckpointReader(base) as reader:  # chunked reads cover the tensor exactly once, in order
+        assert b"".join(bytes(c) for c in reader.raw_chunks("w", chunk_bytes=1000)) == w.numpy().tobytes()
+
+
+def test_fingerprint_mismatch_names_an_older_scheme():
+    assert fingerprint_mismatch("sha256-full:ab", "sha256-full:ab") is None
+    assert "the weights are not the same" in fingerprint_mismatch("sha256-full:ab", "sha256-full:cd")
+    message = fingerprint_mismatch("sha256:0123", "sha256-full:cd")
+    assert "scheme 'sha256'" in message and "first and last 4 KiB" in message and "recompute" in message
 
 
 def test_truncated_file_names_the_file(tmp_path):

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from asr_analogy.errors import ManifestError
-from asr_analogy.io.manifest import filter_records, read_manifest, write_manifest
+from asr_analogy.io.manifest import read_jsonl, read_manifest, write_manifest
 
 
 def _write_lines(path, lines):
@@ -57,13 +57,17 @@ def test_blank_lines_ignored_and_duration_coerced(tmp_path):
     assert read_manifest(path) == [{"audio_filepath": "/a.wav", "text": "x", "duration": 2.0}]
 
 
-def test_filter_records():
-    recs = [
-        {"id": 1, "split": "train", "domain": "vm"},
-        {"id": 2, "split": "dev", "domain": "vm"},
-        {"id": 3, "split": "train", "domain": "conf"},
-        {"id": 4, "split": "train", "domain": "dir"},
-    ]
-    assert [r["id"] for r in filter_records(recs, split="train")] == [1, 3, 4]
-    assert [r["id"] for r in filter_records(recs, split="train", domain=["vm", "dir"])] == [1, 4]
-    assert [r["id"] for r in filter_records(recs, domain=None)] == [1, 2, 3, 4]
+def test_non_utf8_line_names_file_and_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b'{"audio_filepath": "a.wav", "text": "fine"}\n{"audio_filepath": "b.wav", "text": "caf\xe9"}\n')
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not UTF-8 text \(byte 0xe9 at column 41\)"):
+        read_manifest(path)
+
+
+def test_read_jsonl_reads_gzip_and_skips_blank_lines(tmp_path):
+    import gzip
+
+    path = tmp_path / "m.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write('{"a": 1}\n\n{"b": "\u00e9"}\n')
+    assert read_jsonl(path) == [{"a": 1}, {"b": "\u00e9"}]
