@@ -32,7 +32,7 @@ from typing import Iterator, Mapping
 import torch
 
 from asr_analogy.errors import CheckpointError, MergeError
-from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, save_checkpoint
+from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
 from asr_analogy.merge.engine import (
     Input,
     Streamer,
@@ -162,11 +162,10 @@ def apply_vector(
         bs = Input(str(base), Path(base), stack.enter_context(CheckpointReader(base)))
         tv = Input(str(vector_path), Path(vector_path), stack.enter_context(CheckpointReader(vector_path)))
         expected = meta.get("base_fingerprint", "")
-        if not allow_other_base and expected and expected != bs.reader.fingerprint():
-            raise MergeError(
-                f"vector {vector_path} was computed against a base with fingerprint {expected}, but {base} has "
-                f"{bs.reader.fingerprint()}; pass --allow-other-base to apply it to a different model anyway"
-            )
+        why = fingerprint_mismatch(expected, bs.reader.fingerprint()) if expected and not allow_other_base else None
+        if why:
+            raise MergeError(f"vector {vector_path} does not belong to base {base}: {why}; "
+                             "pass --allow-other-base to apply it to a different model anyway")
         for name in tv.reader.names():
             if name not in bs.reader:
                 raise MergeError(f"vector {vector_path}: tensor {name!r} does not exist in base {base}")
@@ -282,11 +281,10 @@ class TaskVector(MappingABC):
         """base + scale * tau as a state dict. ``base``: checkpoint path or state dict. With ``check_base``,
         a path whose fingerprint differs from the vector's base raises ``MergeError``."""
         state, fp = _as_state(base)
-        if check_base and fp and self.base_fingerprint and fp != self.base_fingerprint:
-            raise MergeError(
-                f"this task vector was computed against base {self.base_fingerprint}, but {base} is {fp}; "
-                "pass check_base=False to apply it anyway"
-            )
+        why = fingerprint_mismatch(self.base_fingerprint, fp) if check_base and fp and self.base_fingerprint else None
+        if why:
+            raise MergeError(f"this task vector does not belong to base {base}: {why}; "
+                             "pass check_base=False to apply it anyway")
         return vec_ops.apply(state, self.tensors, scale)
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:

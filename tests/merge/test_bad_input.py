@@ -104,7 +104,7 @@ def test_existing_output_is_left_unchanged(models, tmp_path):
 
 def test_vector_with_another_base_is_refused(models, tmp_path):
     tau = vector(models["a"], models["base"], tmp_path / "tau.safetensors", progress=False)
-    with pytest.raises(MergeError, match=r"computed against a base with fingerprint sha256-full:\w+, but .*c has sha256-full:\w+"):
+    with pytest.raises(MergeError, match=r"does not belong to base .*c: fingerprint sha256-full:\w+ differs from sha256-full:\w+: the weights are not the same"):
         apply_vector(models["c"], tau, tmp_path / "out", progress=False)
     _nothing_written(tmp_path, tmp_path / "out")
     out = apply_vector(models["c"], tau, tmp_path / "out", allow_other_base=True, progress=False)
