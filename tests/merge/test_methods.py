@@ -12,7 +12,7 @@ from torch.testing import assert_close
 from asr_analogy.io.checkpoint import load_state_dict
 from asr_analogy.merge import merge
 
-from .conftest import write_model
+from .conftest import declared, write_model
 
 T = torch.tensor
 
@@ -218,7 +218,7 @@ def test_chunked_streaming_equals_one_chunk(tmp_path):
     ms = [write_model(tmp_path / f"m{i}", {"w": t}) for i, t in enumerate(fts)]
     for method in ("ties", "breadcrumbs_ties", "magnitude_prune", "task_arithmetic", "dare_ties"):
         cfg = {"merge_method": method, "base_model": str(b),
-               "models": [{"model": str(m), "parameters": {"density": 0.4, "weight": 1.0, "gamma": 0.05}} for m in ms]}
+               "models": [{"model": str(m), "parameters": declared(method, density=0.4, weight=1.0, gamma=0.05)} for m in ms]}
         whole = load_state_dict(merge(cfg, tmp_path / f"{method}_1", progress=False, chunk_elements=1 << 20))
         if method == "dare_ties":  # random masks are drawn per chunk: same chunking, same result
             again = load_state_dict(merge(cfg, tmp_path / f"{method}_2", progress=False, chunk_elements=1 << 20))
