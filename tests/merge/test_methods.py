@@ -70,6 +70,17 @@ def test_ties_trims_by_density_and_normalizes_by_agreeing_weights(models, tmp_pa
     assert_close(out["layer.w"], T([2.0, 2.5, 1.0, 3.0]))
 
 
+def test_ties_entries_where_no_delta_agrees_stay_at_the_base(tmp_path):
+    # d1 = [0.5, -1, 0.1, 2], d2 = [-0.4, -0.2, 0.3, 1]; density 0.5 keeps two entries each:
+    # d1 -> [0, -1, 0, 2], d2 -> [-0.4, 0, 0, 1]; mass [-0.4, -1, 0, 3] -> signs [-, -, + (tie), +]
+    # e2: nothing agrees -> 0; e3: (2 + 1) / 2
+    b = write_model(tmp_path / "base", {"w": torch.zeros(4)})
+    ms = [write_model(tmp_path / f"m{i}", {"w": T(d)}) for i, d in enumerate([[0.5, -1.0, 0.1, 2.0], [-0.4, -0.2, 0.3, 1.0]])]
+    cfg = {"merge_method": "ties", "base_model": str(b),
+           "models": [{"model": str(m), "parameters": {"density": 0.5}} for m in ms]}
+    assert_close(run(tmp_path, cfg)["w"], T([-0.4, -1.0, 0.0, 1.5]))
+
+
 def test_magnitude_prune(models, tmp_path):
     # density 0.5: a -> [1, 0, -2, 0], b -> [0, 1, 0, -2] (tie |1| = |1|: the lower index wins); summed
     per = {"a": {"density": 0.5}, "b": {"density": 0.5}}
