@@ -290,7 +290,12 @@ def _check_parameters(cfg: MergeConfig, source: str) -> None:
     """Every parameter is declared by the method, given where it may be (a global one not per model), and
     every value written for it is allowed (finite, in range); errors name the method, the key and the model."""
     method = METHODS[cfg.analogy.method if cfg.analogy is not None else cfg.merge_method]
-    for where, block, model in _parameter_blocks(cfg):
+    blocks = _parameter_blocks(cfg)
+    given = {key for _, block, _ in blocks for key in (block or {})}
+    for param in method.params:
+        if param.default is None and param.name not in given:
+            raise ConfigError(f"{source}: method {method.name} needs parameter '{param.name}' ({param.doc})")
+    for where, block, model in blocks:
         who = f" (model {model!r})" if model is not None else ""
         for key, value in (block or {}).items():
             param = method.param(key)

@@ -119,6 +119,11 @@ def test_a_global_parameter_given_per_model_is_refused():
     _refused(_cfg("slerp", per_model={"t": 0.5}), "'models[0].parameters.t'", "method slerp", "is global")
 
 
+def test_a_required_parameter_left_out_is_refused():
+    cfg = {"merge_method": "slerp", "base_model": "b", "models": [{"model": "m1"}]}
+    _refused(cfg, "cfg.yaml", "method slerp needs parameter 't'")
+
+
 def test_every_declared_default_is_allowed_and_documented():
     for method in METHODS.values():
         assert method.paper, method.name
