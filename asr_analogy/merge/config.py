@@ -269,6 +269,10 @@ def _leaves(setting: Any) -> list:
     return [setting]
 
 
+# The analogy: keys that are method parameters, by field name (``lambda`` is a Python keyword).
+_ANALOGY_PARAMETERS = {k: k for k in ("density", "gamma", "normalize", "rescale", "consensus")} | {"lambda": "lambda_"}
+
+
 def _parameter_blocks(cfg: MergeConfig) -> list[tuple[str, dict | None, str | None]]:
     """(where, block, model) for every parameter block: model None for blocks that apply to all models."""
     if cfg.analogy is not None:
@@ -281,9 +285,6 @@ def _parameter_blocks(cfg: MergeConfig) -> list[tuple[str, dict | None, str | No
         blocks += [(f"models[{i}].parameters", m.parameters, m.model) for i, m in enumerate(cfg.models or [])]
     blocks += [(f"overrides[{i}].parameters", o.parameters, None) for i, o in enumerate(cfg.overrides or [])]
     return blocks
-
-
-_ANALOGY_PARAMETERS = {k: k for k in ("density", "gamma", "normalize", "rescale", "consensus")} | {"lambda": "lambda_"}
 
 
 def _check_parameters(cfg: MergeConfig, source: str) -> None:
