@@ -42,7 +42,9 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def merge_cmd(config, out_dir, shard_size, device, dtype, out_dtype, force, quiet):
     """Merge the checkpoints described by CONFIG (mergekit-style YAML or analogy:) into OUT_DIR."""
-    from asr_analogy.merge import merge
+    from asr_analogy.merge import merge, tune_malloc
+
+    tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     out = merge(config, out_dir, force=force, shard_size=shard_size, device=device, dtype=dtype, out_dtype=out_dtype,
                 progress=not quiet)
@@ -59,7 +61,9 @@ def merge_cmd(config, out_dir, shard_size, device, dtype, out_dtype, force, quie
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def vector_cmd(finetuned, base, out, dtype, shard_size, force, quiet):
     """Save the task vector FINETUNED - BASE to OUT (a .safetensors file or a directory)."""
-    from asr_analogy.merge import vector
+    from asr_analogy.merge import vector, tune_malloc
+
+    tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(vector(finetuned, base, out, force=force, dtype=dtype, shard_size=shard_size, progress=not quiet)))
 
@@ -76,7 +80,9 @@ def vector_cmd(finetuned, base, out, dtype, shard_size, force, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def apply_vector_cmd(base, vector_path, out_dir, scale, allow_other_base, out_dtype, shard_size, force, quiet):
     """Write BASE + SCALE * VECTOR to OUT_DIR (checks that VECTOR was computed from BASE)."""
-    from asr_analogy.merge import apply_vector
+    from asr_analogy.merge import apply_vector, tune_malloc
+
+    tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(apply_vector(base, vector_path, out_dir, scale=scale, force=force, allow_other_base=allow_other_base,
                                 out_dtype=out_dtype, shard_size=shard_size, progress=not quiet)))

@@ -1,9 +1,11 @@
-"""Merge methods (presets of one generalized task-arithmetic kernel, plus linear and SLERP), validated
-mergekit-compatible YAML, a streaming engine, task vectors and the syn2real analogy."""
+"""Model merging: validated mergekit-compatible YAML (config), a plan per output tensor (plan), streamed
+reading and writing (stream), one kernel per kind of method, each declaring its parameters (kernels,
+methods, params), and task vectors on disk (task_vector)."""
 
 from asr_analogy.merge.api import analogy_merge, merge
 from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config
 from asr_analogy.merge.methods import METHODS
+from asr_analogy.merge.stream import tune_malloc
 from asr_analogy.merge.task_vector import TaskVector, apply_vector, read_vector_metadata, vector
 
 __all__ = [
@@ -16,5 +18,6 @@ __all__ = [
     "merge",
     "parse_merge_config",
     "read_vector_metadata",
+    "tune_malloc",
     "vector",
 ]

@@ -4,14 +4,16 @@ pair vectors theta_B - theta_A)."""
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from asr_analogy.errors import ConfigError
-from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config
-from asr_analogy.merge.engine import run_merge
+from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config, parse_dtype
+from asr_analogy.merge.plan import TensorPlan, plan_merge
+from asr_analogy.merge.stream import Streamer, refuse_existing, resolve_device, stream_to_checkpoint, torch_threads
 
 
 def merge(
@@ -43,19 +45,32 @@ def merge(
         cfg, source = parse_merge_config(config_or_path), "<config>"
     else:
         cfg, source = load_merge_config(config_or_path), str(config_or_path)
-    return run_merge(
-        cfg,
-        out_dir,
-        force=force,
-        shard_size=shard_size,
-        device=device,
-        dtype=dtype,
-        out_dtype=out_dtype,
-        progress=progress,
-        chunk_elements=chunk_elements,
-        threads=threads,
-        source=source,
-    )
+    refuse_existing(out_dir, force)
+    dev = resolve_device(device)
+    cdtype = parse_dtype(dtype) or cfg.torch_dtype
+    odtype = parse_dtype(out_dtype, "out_dtype") or cfg.torch_out_dtype
+    streamer = Streamer(dev, chunk_elements)
+    with torch_threads(threads if dev.type == "cpu" else None), ExitStack() as stack:
+        plan = plan_merge(cfg, stack, compute_dtype=cdtype, out_dtype=odtype, source=source)
+        by_name = {t.name: t for t in plan.tensors}
+        return stream_to_checkpoint(
+            out_dir,
+            plan.specs,
+            lambda name: _produce(by_name[name], streamer),
+            force=force,
+            shard_size=shard_size,
+            metadata=plan.metadata,
+            copy_files_from=plan.copy_files_from,
+            extra_files={"merge_config.yaml": cfg.to_yaml()},
+            progress=progress,
+        )
+
+
+def _produce(tp: TensorPlan, streamer: Streamer):
+    """The chunks of one planned output tensor: its method's kernel, or the anchor's tensor copied."""
+    if tp.method is None:
+        return streamer.copy(tp.name, tp.anchor, tp.out_dtype)
+    return tp.method.kernel(tp, streamer)
 
 
 def analogy_merge(

@@ -19,11 +19,14 @@ index (t = layer / (layers - 1), 0 for tensors outside numbered layers); or a li
 ``[{filter: self_attn, value: 0.3}, {value: 0.5}]`` where the first condition whose ``filter`` is a substring
 of the tensor name wins (``*`` or no filter matches everything). A condition may use ``pattern:`` (a regular
 expression, ``re.search``) instead of ``filter:``. Per-model parameters are looked up in the model's
-``parameters``, then in the top-level ``parameters``, then the method's default.
+``parameters``, then in the top-level ``parameters``, then the method's default. Each method declares the
+parameters it takes, with their defaults and ranges (``merge.kernels``; e.g. ``density`` in (0, 1], SLERP
+``t`` in [0, 1]); a parameter the method does not take, a global one set per model, or a value that is out of
+range or not finite is an error naming the method, the key and the model.
 
 Extensions (not in mergekit)::
 
-    seed: 0                         # DARE masks (per tensor, model and chunk; see merge.methods)
+    seed: 0                         # DARE masks (per tensor, model and chunk; see merge.kernels.gta)
     include: ['^model\\.encoder\\.']  # regexes (re.search): only matching tensors are merged ...
     exclude: ['layer_norm']         # ... matching ones are not; the rest is copied from the base
     overrides:                      # per-name-pattern parameters; the first matching pattern wins and takes
@@ -55,6 +58,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from asr_analogy.errors import CheckpointError, ConfigError
+from asr_analogy.io.yaml_file import load_yaml
+from asr_analogy.merge.methods import METHODS
 
 Scalar = Union[bool, int, float, str]
 ScalarOrGradient = Union[Scalar, list[Scalar]]
@@ -72,20 +77,6 @@ DTYPES = {
     "bfloat16": torch.bfloat16,
     "bf16": torch.bfloat16,
 }
-
-# Every parameter name a method may read; anything else in a ``parameters`` block is an error.
-PARAMETER_NAMES = {
-    "weight": "per model: multiplies the model's delta (linear: its share of the average)",
-    "density": "per model: fraction of the delta kept by sparsification (1 = all)",
-    "gamma": "per model: breadcrumbs, fraction of largest-magnitude entries dropped",
-    "lambda": "shared: scales the combined delta",
-    "normalize": "shared: divide by the sum of weights",
-    "rescale": "shared: restore the delta's scale after sparsification (true/false/inverse/l1/l2/linf)",
-    "int8_mask": "shared: accepted for mergekit compatibility; no numerical effect",
-    "consensus": "shared: TIES sign election, 'sum' (total mass) or 'count' (frequency)",
-    "t": "shared: slerp interpolation factor (0 = base, 1 = the other model)",
-}
-PER_MODEL = ("weight", "density", "gamma")
 
 _UNSUPPORTED_KEYS = {
     "slices": "layer slices (frankenmerges) are not supported; use models:",
@@ -230,13 +221,11 @@ class MergeConfig(_Strict):
 
     @model_validator(mode="after")
     def _shape(self):
-        from asr_analogy.merge.methods import METHODS
-
         if self.analogy is not None:
             if self.models or self.merge_method or self.base_model:
                 raise ValueError("analogy: cannot be combined with models / merge_method / base_model")
-            if self.analogy.method not in METHODS or self.analogy.method in ("linear", "slerp"):
-                ok = ", ".join(m for m in METHODS if m not in ("linear", "slerp"))
+            if self.analogy.method not in METHODS or METHODS[self.analogy.method].layout != "deltas":
+                ok = ", ".join(m.name for m in METHODS.values() if m.layout == "deltas")
                 raise ValueError(f"analogy.method {self.analogy.method!r} is not supported (choose one of {ok})")
             return self
         if not self.models:
@@ -271,20 +260,59 @@ class MergeConfig(_Strict):
         return yaml.safe_dump(data, sort_keys=False)
 
 
-def _check_parameter_names(cfg: MergeConfig, source: str) -> None:
-    blocks: list[tuple[str, dict | None]] = [("parameters", cfg.parameters)]
-    for i, m in enumerate(cfg.models or []):
-        blocks.append((f"models[{i}].parameters", m.parameters))
-    for i, o in enumerate(cfg.overrides or []):
-        blocks.append((f"overrides[{i}].parameters", o.parameters))
-    for where, block in blocks:
+def _leaves(setting: Any) -> list:
+    """The scalars written in a parameter setting (a scalar, a gradient list, conditions)."""
+    if isinstance(setting, Condition):
+        return _leaves(setting.value)
+    if isinstance(setting, list):
+        return [leaf for item in setting for leaf in _leaves(item)]
+    return [setting]
+
+
+# The analogy: keys that are method parameters, by field name (``lambda`` is a Python keyword).
+_ANALOGY_PARAMETERS = {k: k for k in ("density", "gamma", "normalize", "rescale", "consensus")} | {"lambda": "lambda_"}
+
+
+def _parameter_blocks(cfg: MergeConfig) -> list[tuple[str, dict | None, str | None]]:
+    """(where, block, model) for every parameter block: model None for blocks that apply to all models."""
+    if cfg.analogy is not None:
+        an = cfg.analogy
+        shared = {k: getattr(an, a) for k, a in _ANALOGY_PARAMETERS.items() if getattr(an, a) is not None}
+        blocks = [("analogy", shared, None)]
+        blocks += [(f"analogy.pairs[{i}]", {"weight": p.weight}, f"pair {i + 1}") for i, p in enumerate(an.pairs)]
+    else:
+        blocks = [("parameters", cfg.parameters, None)]
+        blocks += [(f"models[{i}].parameters", m.parameters, m.model) for i, m in enumerate(cfg.models or [])]
+    blocks += [(f"overrides[{i}].parameters", o.parameters, None) for i, o in enumerate(cfg.overrides or [])]
+    return blocks
+
+
+def _check_parameters(cfg: MergeConfig, source: str) -> None:
+    """Every parameter is declared by the method, given where it may be (a global one not per model), and
+    every value written for it is allowed (finite, in range); errors name the method, the key and the model."""
+    method = METHODS[cfg.analogy.method if cfg.analogy is not None else cfg.merge_method]
+    blocks = _parameter_blocks(cfg)
+    given = {key for _, block, _ in blocks for key in (block or {})}
+    for param in method.params:
+        if param.default is None and param.name not in given:
+            raise ConfigError(f"{source}: method {method.name} needs parameter '{param.name}' ({param.doc})")
+    for where, block, model in blocks:
+        who = f" (model {model!r})" if model is not None else ""
         for key, value in (block or {}).items():
-            if key not in PARAMETER_NAMES:
-                known = ", ".join(PARAMETER_NAMES)
-                raise ConfigError(f"{source}: unknown parameter '{where}.{key}' (known: {known})")
+            param = method.param(key)
+            if param is None:
+                raise ConfigError(f"{source}: unknown parameter '{where}.{key}'{who} for method {method.name} "
+                                  f"(it takes: {method.param_names()})")
+            if model is not None and not param.per_model:
+                raise ConfigError(f"{source}: parameter '{where}.{key}'{who} of method {method.name} is global, "
+                                  "not per model: set it in the top-level parameters")
             for cond in value if isinstance(value, list) else [value]:
                 if isinstance(cond, Condition) and cond.filter is not None and cond.pattern is not None:
                     raise ConfigError(f"{source}: '{where}.{key}': a condition takes filter or pattern, not both")
+            for leaf in _leaves(value):
+                reason = param.check(leaf)
+                if reason is not None:
+                    raise ConfigError(f"{source}: parameter '{where}.{key}'{who} of method {method.name} {reason}")
 
 
 def _format_error(exc: ValidationError, source: str) -> str:
@@ -317,22 +345,27 @@ def parse_merge_config(data: Any, source: str = "<config>", config_dir: str | os
         cfg = MergeConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
-    _check_parameter_names(cfg, source)
+    _check_parameters(cfg, source)
     if config_dir is not None:
         cfg.config_dir = str(config_dir)
     return cfg
 
 
 def load_merge_config(path: str | os.PathLike) -> MergeConfig:
-    """Read and validate a merge YAML file (mergekit ``models:`` format or ``analogy:``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_merge_config(data, str(path), path.resolve().parent)
+    """Read and validate a merge YAML file (mergekit ``models:`` format or ``analogy:``); duplicate keys and
+    non-UTF-8 files are refused (``io.yaml_file.load_yaml``)."""
+    data = load_yaml(path, "merge config")
+    return parse_merge_config(data, str(path), Path(path).resolve().parent)
+
+
+def parse_dtype(dtype: str | torch.dtype | None, what: str = "dtype") -> torch.dtype | None:
+    """A dtype given by name (``float32``, ``bf16``, ``torch.float16``, ...) or as a ``torch.dtype``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).removeprefix("torch.")
+    if key not in DTYPES:
+        raise ConfigError(f"unknown {what} {dtype!r} (float32, float64, float16, bfloat16)")
+    return DTYPES[key]
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")

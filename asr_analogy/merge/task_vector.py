@@ -33,16 +33,9 @@ import torch
 
 from asr_analogy.errors import CheckpointError, MergeError
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
-from asr_analogy.merge.engine import (
-    Input,
-    Streamer,
-    check_compatible,
-    parse_dtype,
-    refuse_existing,
-    resolve_device,
-    stream_to_checkpoint,
-    tune_malloc,
-)
+from asr_analogy.merge.config import parse_dtype
+from asr_analogy.merge.plan import check_compatible
+from asr_analogy.merge.stream import Input, Streamer, refuse_existing, resolve_device, stream_to_checkpoint
 from asr_analogy.ops import vectors as vec_ops
 
 KIND = "task_vector"
@@ -84,7 +77,6 @@ def vector(
     """Save tau = finetuned - base (floating tensors only) to ``out`` (``.safetensors`` file or directory),
     streamed chunk by chunk, with the metadata in the module docstring. Returns ``out``."""
     refuse_existing(out, force)
-    tune_malloc()
     explicit = parse_dtype(dtype)
     streamer = Streamer(resolve_device(device))
     with ExitStack() as stack:
@@ -154,7 +146,6 @@ def apply_vector(
     Tensors the vector lacks are copied from the base. Arithmetic in float32 (float64 for float64).
     """
     refuse_existing(out, force)
-    tune_malloc()
     meta = read_vector_metadata(vector_path)
     odtype = parse_dtype(out_dtype, "out_dtype")
     streamer = Streamer(resolve_device(device))

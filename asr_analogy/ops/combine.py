@@ -20,7 +20,6 @@ from typing import Sequence
 import torch
 
 from asr_analogy.ops.consensus import disjoint_merge
-from asr_analogy.ops.sparsify import magnitude
 
 
 def combine_deltas(
@@ -65,34 +64,12 @@ def combine_deltas(
 
 
 def generalized_task_arithmetic(
-    anchor: torch.Tensor,
-    deltas: Sequence[torch.Tensor],
-    weights: Sequence[float],
-    *,
-    consensus: str | None = None,
-    normalize: bool = False,
-    lam: float = 1.0,
-    inplace: bool = False,
-    out: torch.Tensor | None = None,
+    anchor: torch.Tensor, deltas: Sequence[torch.Tensor], weights: Sequence[float], *, out: torch.Tensor | None = None,
+    **combine,
 ) -> torch.Tensor:
-    """anchor + ``combine_deltas(...)`` in ``anchor``'s dtype (deltas must share it); written into ``out``
-    when given. ``inplace``: the deltas may be overwritten (see ``combine_deltas``)."""
-    mixed = combine_deltas(deltas, weights, consensus=consensus, normalize=normalize, lam=lam, inplace=inplace)
+    """anchor + ``combine_deltas(deltas, weights, **combine)`` in ``anchor``'s dtype (deltas must share it);
+    written into ``out`` when given. ``combine``: consensus, normalize, lam, inplace (see ``combine_deltas``)."""
+    mixed = combine_deltas(deltas, weights, **combine)
     if out is not None:
         return torch.add(anchor, mixed, out=out)
     return (anchor + mixed).to(anchor.dtype)
-
-
-def ties_merge(
-    deltas: Sequence[torch.Tensor],
-    weights: Sequence[float],
-    density: float = 1.0,
-    consensus: str = "sum",
-    normalize: bool = True,
-    lam: float = 1.0,
-) -> torch.Tensor:
-    """TIES-Merging (Yadav et al. 2023): trim each delta to its ``density`` largest magnitudes, weight it,
-    elect signs by ``consensus`` ("sum" mass or "count" frequency), average the agreeing entries (disjoint
-    mean when ``normalize``) and scale by ``lam``. deltas: M tensors of one shape; returns the merged delta."""
-    trimmed = [magnitude(d, density) for d in deltas]
-    return combine_deltas(trimmed, weights, consensus=consensus, normalize=normalize, lam=lam)

@@ -8,6 +8,13 @@ import torch
 from safetensors.torch import save_file
 
 
+def declared(method: str, **params) -> dict:
+    """The parameters among ``params`` that merge method ``method`` takes (the others would be refused)."""
+    from asr_analogy.merge import METHODS
+
+    return {k: v for k, v in params.items() if METHODS[method].param(k) is not None}
+
+
 def write_model(path: Path, tensors: dict, shard_size=None) -> Path:
     """A model directory with ``model.safetensors`` (or shards) and a config.json."""
     from asr_analogy.io.checkpoint import save_checkpoint

@@ -15,7 +15,7 @@ from asr_analogy.errors import CheckpointError, MergeError, OutputExistsError
 from asr_analogy.io.checkpoint import load_state_dict
 from asr_analogy.merge import apply_vector, merge, vector
 
-from .conftest import write_model
+from .conftest import declared, write_model
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_nan_and_inf_in_an_input(models, tmp_path, method, bad):
     w[2] = bad
     broken = write_model(tmp_path / "broken", {"layer.w": w, "layer.count": torch.tensor([1])})
     cfg = {"merge_method": method, "base_model": str(models["base"]), "seed": 0, "parameters": {"t": 0.5},
-           "models": [{"model": str(broken), "parameters": {"density": 0.5, "weight": 1.0}}, {"model": str(models["a"])}]}
+           "models": [{"model": str(broken), "parameters": declared(method, density=0.5, weight=1.0)}, {"model": str(models["a"])}]}
     if method == "slerp":
         cfg["models"] = cfg["models"][:1]
     if method != "slerp":
@@ -149,13 +149,14 @@ def test_sigkill_midway_leaves_no_output(tmp_path):
     out = tmp_path / "out"
     # a merge slowed down per tensor, so that it is surely still running when killed
     script = (
-        "import time, sys\n"
-        "from asr_analogy.merge import engine, merge\n"
-        "orig = engine.TensorMerger.gta\n"
-        "def slow(self, *a, **k):\n"
+        "import dataclasses, time\n"
+        "from asr_analogy.merge import merge\n"
+        "from asr_analogy.merge.methods import METHODS\n"
+        "orig = METHODS['task_arithmetic']\n"
+        "def slow(*a, **k):\n"
         "    time.sleep(0.05)\n"
-        "    yield from orig(self, *a, **k)\n"
-        "engine.TensorMerger.gta = slow\n"
+        "    yield from orig.kernel(*a, **k)\n"
+        "METHODS['task_arithmetic'] = dataclasses.replace(orig, kernel=slow)\n"
         f"merge({{'merge_method': 'task_arithmetic', 'base_model': {str(base)!r}, 'models': [{{'model': {str(ft)!r}}}]}},"
         f" {str(out)!r}, shard_size='20KB', progress=False)\n"
     )

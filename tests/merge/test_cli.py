@@ -81,3 +81,34 @@ def test_vector_and_apply_vector_through_the_cli(tiny_llama, tmp_path):
     result = invoke("apply-vector", tiny_llama["ft1"], tau, tmp_path / "other", "--quiet")
     assert result.exit_code == 2 and "fingerprint" in result.output and "--allow-other-base" in result.output
     assert not (tmp_path / "other").exists()
+
+
+def test_the_library_leaves_the_allocator_alone_and_the_cli_opts_in(models, tmp_path, monkeypatch):
+    import ctypes
+
+    from click.testing import CliRunner
+
+    import asr_analogy.merge as merge_pkg
+    from asr_analogy.merge import apply_vector, merge, stream, vector
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a library call tuned the process allocator")
+
+    monkeypatch.setattr(stream, "_MALLOC_TUNED", False)  # as in a fresh process
+    monkeypatch.setattr(stream, "tune_malloc", refuse)
+    monkeypatch.setattr(merge_pkg, "tune_malloc", refuse)
+    monkeypatch.setattr(ctypes, "CDLL", refuse)  # what tune_malloc itself would reach for
+    cfg = {"merge_method": "task_arithmetic", "base_model": str(models["base"]), "models": [{"model": str(models["a"])}]}
+    merge(cfg, tmp_path / "merged", progress=False)
+    tau = vector(models["a"], models["base"], tmp_path / "tau.safetensors", progress=False)
+    apply_vector(models["base"], tau, tmp_path / "applied", progress=False)
+
+    calls = []
+    monkeypatch.setattr(merge_pkg, "tune_malloc", lambda: calls.append("tuned"))
+    config = tmp_path / "ta.yaml"
+    config.write_text(f"merge_method: task_arithmetic\nbase_model: {models['base']}\nmodels: [{{model: {models['a']}}}]\n")
+    for args in (["merge", config, tmp_path / "cli_merged"], ["vector", models["a"], models["base"], tmp_path / "v.safetensors"],
+                 ["apply-vector", models["base"], tmp_path / "v.safetensors", tmp_path / "cli_applied"]):
+        result = CliRunner().invoke(main, [*map(str, args), "--quiet"])
+        assert result.exit_code == 0, result.output
+    assert calls == ["tuned"] * 3

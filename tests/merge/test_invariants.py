@@ -10,7 +10,7 @@ from asr_analogy.merge import METHODS, TaskVector, apply_vector, merge, vector
 
 from .conftest import write_model
 
-GTA = [name for name, m in METHODS.items() if m.kind == "gta"]
+GTA = [name for name, m in METHODS.items() if m.layout == "deltas"]
 
 
 @pytest.fixture
@@ -26,8 +26,9 @@ def random_models(tmp_path):
 
 
 def _cfg(method, base, fts, **params):
+    per_model = {"weight": 0.7, "density": 0.5} if METHODS[method].param("density") else {"weight": 0.7}
     return {"merge_method": method, "base_model": str(base), "seed": 3,
-            "models": [{"model": str(f), "parameters": {"weight": 0.7, "density": 0.5}} for f in fts],
+            "models": [{"model": str(f), "parameters": per_model} for f in fts],
             "parameters": params}
 
 

@@ -12,7 +12,7 @@ from torch.testing import assert_close
 from asr_analogy.io.checkpoint import load_state_dict
 from asr_analogy.merge import merge
 
-from .conftest import write_model
+from .conftest import declared, write_model
 
 T = torch.tensor
 
@@ -68,6 +68,17 @@ def test_ties_trims_by_density_and_normalizes_by_agreeing_weights(models, tmp_pa
     # without normalize the agreeing weighted entries are summed: [1, 0.5, -2, -1]
     out = run(tmp_path, gta(models, "ties", per, {"normalize": False}), force=True)
     assert_close(out["layer.w"], T([2.0, 2.5, 1.0, 3.0]))
+
+
+def test_ties_entries_where_no_delta_agrees_stay_at_the_base(tmp_path):
+    # d1 = [0.5, -1, 0.1, 2], d2 = [-0.4, -0.2, 0.3, 1]; density 0.5 keeps two entries each:
+    # d1 -> [0, -1, 0, 2], d2 -> [-0.4, 0, 0, 1]; mass [-0.4, -1, 0, 3] -> signs [-, -, + (tie), +]
+    # e2: nothing agrees -> 0; e3: (2 + 1) / 2
+    b = write_model(tmp_path / "base", {"w": torch.zeros(4)})
+    ms = [write_model(tmp_path / f"m{i}", {"w": T(d)}) for i, d in enumerate([[0.5, -1.0, 0.1, 2.0], [-0.4, -0.2, 0.3, 1.0]])]
+    cfg = {"merge_method": "ties", "base_model": str(b),
+           "models": [{"model": str(m), "parameters": {"density": 0.5}} for m in ms]}
+    assert_close(run(tmp_path, cfg)["w"], T([-0.4, -1.0, 0.0, 1.5]))
 
 
 def test_magnitude_prune(models, tmp_path):
@@ -218,7 +229,7 @@ def test_chunked_streaming_equals_one_chunk(tmp_path):
     ms = [write_model(tmp_path / f"m{i}", {"w": t}) for i, t in enumerate(fts)]
     for method in ("ties", "breadcrumbs_ties", "magnitude_prune", "task_arithmetic", "dare_ties"):
         cfg = {"merge_method": method, "base_model": str(b),
-               "models": [{"model": str(m), "parameters": {"density": 0.4, "weight": 1.0, "gamma": 0.05}} for m in ms]}
+               "models": [{"model": str(m), "parameters": declared(method, density=0.4, weight=1.0, gamma=0.05)} for m in ms]}
         whole = load_state_dict(merge(cfg, tmp_path / f"{method}_1", progress=False, chunk_elements=1 << 20))
         if method == "dare_ties":  # random masks are drawn per chunk: same chunking, same result
             again = load_state_dict(merge(cfg, tmp_path / f"{method}_2", progress=False, chunk_elements=1 << 20))

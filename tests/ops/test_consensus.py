@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from asr_analogy.ops import combine_deltas, disjoint_merge, elect_sign, generalized_task_arithmetic, ties_merge
+from asr_analogy.ops import combine_deltas, disjoint_merge, elect_sign, generalized_task_arithmetic
 
 T = torch.tensor
 
@@ -50,14 +50,6 @@ def test_inplace_combine_equals_the_allocating_one():
         scratch = [d.clone() for d in deltas]
         got = combine_deltas(scratch, [1.0, -0.5, 0.7], consensus=consensus, normalize=True, lam=0.8, inplace=True)
         assert torch.equal(got, ref)
-
-
-def test_ties_merge_trims_elects_and_averages():
-    d1 = T([0.5, -1.0, 0.1, 2.0])
-    d2 = T([-0.4, -0.2, 0.3, 1.0])
-    # density 0.5 keeps two entries each: d1 -> [0, -1, 0, 2], d2 -> [-0.4, 0, 0, 1]
-    # mass [-0.4, -1, 0, 3] -> signs [-, -, + (tie), +]; e2: nothing agrees -> 0; e3: (2 + 1) / 2
-    assert_close(ties_merge([d1, d2], [1.0, 1.0], density=0.5), T([-0.4, -1.0, 0.0, 1.5]))
 
 
 def test_generalized_task_arithmetic_adds_to_the_anchor_in_its_dtype():

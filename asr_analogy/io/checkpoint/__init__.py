@@ -20,9 +20,6 @@ from asr_analogy.io.checkpoint.reader import (
 )
 from asr_analogy.io.checkpoint.writer import ShardedWriter, parse_size, plan_shards, write_safetensors_file
 
-# Kept until asr_analogy.merge.engine imports the public name ``set_config_dtype``.
-_set_config_dtype = set_config_dtype
-
 __all__ = [
     "FINGERPRINT_SCHEME",
     "MODEL_SIDE_FILES",
