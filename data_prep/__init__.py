@@ -33,10 +33,12 @@ class Preparer:
 
     prepare: Callable[..., Path]
     download: Callable[..., Path] | None = None  # with it, prepare(None, out_dir, cache_dir=...) fetches first
+    domains: frozenset[str] | None = None  # the domains a corpus with a fixed layout always has (None: unknown)
 
 
 PREPARERS: dict[str, Preparer] = {
-    "ivr_prompts": Preparer(ivr_prompts.prepare, ivr_prompts.download),
+    "ivr_prompts": Preparer(ivr_prompts.prepare, ivr_prompts.download,
+                            frozenset(d for _, d, _ in ivr_prompts.DOMAIN_TABLE if d)),
     "tabular": Preparer(tabular.prepare),
     "audiofolder": Preparer(audiofolder.prepare),
     "hf_dataset": Preparer(hf_dataset.prepare),

@@ -42,6 +42,14 @@ def preparer_exists(preparer: str) -> bool:
     return preparer in PREPARERS
 
 
+def preparer_domains(preparer: str) -> frozenset[str] | None:
+    """The domains a preparer's corpus always has (``Preparer.domains``); None when unknown before preparing."""
+    from data_prep import PREPARERS
+
+    entry = PREPARERS.get(preparer)
+    return entry.domains if entry else None
+
+
 def register_tts_backend(backend: str) -> str:
     """A ``module:Class`` backend is registered under that string and its name returned; names pass through."""
     from asr_analogy.speech.tts.base import backend_class, register_backend

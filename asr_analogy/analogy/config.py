@@ -203,6 +203,28 @@ class RecipeConfig(_Section):
             raise ValueError(f"lambda.pseudo_targets {sorted(set(pts) - set(d.sources))} are not in domains.sources")
         return self
 
+    @model_validator(mode="after")
+    def _splits_never_leak(self):
+        """The evaluated split of a target is never text the models trained on (the train split, fine-tuned on
+        as real or synthetic audio) or text that was synthesized; λ is chosen only on held-out real splits."""
+        trained = {"train", *self.synthesis.splits}
+        known = {"train", "dev", "test"}
+        for split in self.synthesis.splits:
+            if split not in known:
+                raise ValueError(f"synthesis.splits: unknown split {split!r}; use train or dev")
+        test = self.evaluate.test_split
+        if test not in known:
+            raise ValueError(f"evaluate.test_split: unknown split {test!r}; use test (or dev)")
+        if test in trained:
+            why = "the models are fine-tuned on it" if test == "train" else "its text is synthesized for training"
+            raise ValueError(f"evaluate.test_split '{test}' would score the target on text it was trained on "
+                             f"({why}); use a split that is neither 'train' nor in synthesis.splits")
+        for split in self.lambda_.select_splits:
+            if split not in known or split in trained:
+                raise ValueError(f"lambda.select_splits: '{split}' is not a held-out split (λ is chosen on "
+                                 "pseudo-target dev/test audio whose text was never trained on or synthesized)")
+        return self
+
     @property
     def out_dir(self) -> Path:
         """``<exp_dir>/<name>``: every output of the recipe lies under it."""

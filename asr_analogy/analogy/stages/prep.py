@@ -34,7 +34,26 @@ def describe(ctx: RecipeContext) -> list[str]:
             src += f"  (note: corpus.from_dir {from_dir} does not exist here; set it with --set corpus.from_dir=...)"
     lim = f", drop clips > {c.max_duration_s:g} s" if c.max_duration_s else ""
     deg = f", every clip through '{c.degrade}'" if c.degrade else ""
-    return [f"real speech from {src}{lim}{deg}"]
+    lines = [f"real speech from {src}{lim}{deg}"]
+    counts = _known_domain_counts(ctx)
+    if counts is None:
+        lines.append("domains: checked once the corpus is prepared")
+    else:  # the configured domains exist (ConfigError naming them otherwise), before anything runs
+        resolve_domains(ctx.cfg, counts)
+        lines.append(f"domains in the corpus: {', '.join(sorted(counts))}")
+    return lines
+
+
+def _known_domain_counts(ctx: RecipeContext) -> dict[str, int] | None:
+    """Train utterances per domain as far as they are known without preparing anything: from the manifest
+    (given, or prepared by an earlier run), else from the preparer's fixed domain list; None when unknown."""
+    c = ctx.cfg.corpus
+    manifest = (Path(ctx.cfg.resolve_path(c.manifest)) if c.preparer == "manifest"
+                else ctx.out / "data" / "corpus" / "manifest.jsonl")
+    if manifest.is_file():
+        return domain_counts(_checked_records(manifest, c.max_duration_s)[0], "train")
+    domains = None if c.preparer == "manifest" else _deps.preparer_domains(c.preparer)
+    return {d: 1 for d in domains} if domains else None
 
 
 def _checked_records(src: Path, max_duration_s: float | None) -> tuple[list[dict], int]:

@@ -1,0 +1,54 @@
+"""The leakage guard covers every split rule and every named domain, and `--dry-run` enforces it."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from asr_analogy.cli import main
+from tests.analogy.conftest import recipe_dict, write_config
+
+
+def _dry_run(tmp_path, tiny_base, tiny_corpus, *sets):
+    cfg = write_config(tmp_path / "recipe.yaml",
+                       recipe_dict(tiny_base, tiny_corpus, tmp_path / "exp", tmp_path / "tts_cache"))
+    args = ["run", str(cfg), "--dry-run"]
+    for s in sets:
+        args += ["--set", s]
+    result = CliRunner().invoke(main, args)
+    assert not (tmp_path / "exp").exists(), "a dry run wrote its output directory"
+    return result
+
+
+def test_the_valid_config_passes(tmp_path, tiny_base, tiny_corpus):
+    result = _dry_run(tmp_path, tiny_base, tiny_corpus)
+    assert result.exit_code == 0, result.output
+    assert "domains in the corpus: alpha, beta, delta, gamma" in result.output
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["evaluate.test_split=train"], "evaluate.test_split 'train' would score the target on text it was trained on "
+                                    "(the models are fine-tuned on it)"),
+    (["evaluate.test_split=dev", "synthesis.splits=[train, dev]"],
+     "evaluate.test_split 'dev' would score the target on text it was trained on (its text is synthesized"),
+    (["lambda.select_splits=[train]"], "lambda.select_splits: 'train' is not a held-out split"),
+    (["synthesis.splits=[train, dev]"], "lambda.select_splits: 'dev' is not a held-out split"),
+    (["evaluate.test_split=tset"], "evaluate.test_split: unknown split 'tset'"),
+    (["domains.targets=[nosuch]"], "domains.targets ['nosuch'] not in the corpus (domains: alpha, beta, delta, gamma)"),
+    (["lambda.pseudo_targets=[zeta]"], "lambda.pseudo_targets ['zeta'] not in the corpus"),
+])
+def test_leaky_or_unknown_settings_are_refused_by_the_dry_run(tmp_path, tiny_base, tiny_corpus, sets, message):
+    result = _dry_run(tmp_path, tiny_base, tiny_corpus, *sets)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_fixed_domain_preparer_is_checked_before_preparing(tmp_path, tiny_base):
+    cfg = recipe_dict(tiny_base, tmp_path / "unused.jsonl", tmp_path / "exp", tmp_path / "tts_cache",
+                      domains={"targets": ["voicemial"]})
+    cfg["corpus"] = {"preparer": "ivr_prompts"}
+    path = write_config(tmp_path / "recipe.yaml", cfg)
+    result = CliRunner().invoke(main, ["run", str(path), "--dry-run"])
+    assert result.exit_code != 0 and "domains.targets ['voicemial'] not in the corpus" in result.output
+    assert not (tmp_path / "exp").exists()
