@@ -11,6 +11,7 @@ import sys
 import click
 
 from asr_analogy.errors import AsrAnalogyError
+from asr_analogy.io.atomic import refuse_overlap
 
 
 class _Group(click.Group):
@@ -63,6 +64,7 @@ def vector_cmd(finetuned, base, out, dtype, shard_size, force, quiet):
     """Save the task vector FINETUNED - BASE to OUT (a .safetensors file or a directory)."""
     from asr_analogy.merge import vector, tune_malloc
 
+    refuse_overlap(out, [finetuned, base])
     tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(vector(finetuned, base, out, force=force, dtype=dtype, shard_size=shard_size, progress=not quiet)))
@@ -82,6 +84,7 @@ def apply_vector_cmd(base, vector_path, out_dir, scale, allow_other_base, out_dt
     """Write BASE + SCALE * VECTOR to OUT_DIR (checks that VECTOR was computed from BASE)."""
     from asr_analogy.merge import apply_vector, tune_malloc
 
+    refuse_overlap(out_dir, [base, vector_path])
     tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(apply_vector(base, vector_path, out_dir, scale=scale, force=force, allow_other_base=allow_other_base,
@@ -111,6 +114,7 @@ def import_ct2_cmd(paths, bundled, force):
     else:
         if len(paths) != 2:
             raise click.UsageError("give SRC_DIR and OUT_DIR (or --bundled NAME OUT_DIR)")
+        refuse_overlap(paths[1], [paths[0]])
         out = import_ct2(paths[0], paths[1], force=force)
     click.echo(str(out))
 
@@ -131,6 +135,7 @@ def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, ma
     from asr_analogy.errors import OutputExistsError
     from asr_analogy.speech.transcribe import transcribe
 
+    refuse_overlap(out_jsonl, [model_dir, manifest])
     if Path(out_jsonl).exists() and not force:
         raise OutputExistsError(f"{out_jsonl} already exists; pass --force to replace it")
     records = transcribe(model_dir, manifest, out_jsonl, batch_size=batch_size, num_beams=beams, device=device,
@@ -155,6 +160,8 @@ def evaluate_cmd(hyps, normalizer, by, out_json, bootstrap, seed, english_spelli
     """Print WER and CER (percent) of HYPS.jsonl per group, with bootstrap 95% intervals."""
     from asr_analogy.speech.metrics import evaluate, format_table
 
+    if out_json:
+        refuse_overlap(out_json, [hyps, english_spelling])
     summary = evaluate(hyps, out_json, normalizer=normalizer, by=by or None, bootstrap=bootstrap, seed=seed,
                        english_spelling=english_spelling)
     click.echo(format_table(summary))
@@ -195,7 +202,9 @@ def finetune_cmd(config, resume, force, model, output_dir, max_steps, learning_r
         overrides["resume"] = True
     if force:
         overrides["force"] = True
-    out = finetune(load_finetune_config(config, overrides), echo=lambda m: click.echo(m, err=True))
+    cfg = load_finetune_config(config, overrides)
+    refuse_overlap(cfg.output_dir, [cfg.model, cfg.train_manifest, cfg.dev_manifest, config], "output_dir")
+    out = finetune(cfg, echo=lambda m: click.echo(m, err=True))
     click.echo(str(out))
 
 
@@ -208,6 +217,7 @@ def shorten_audio_context_cmd(model_dir, out_dir, seconds, force):
     """Copy a Whisper model with its audio window cut to SECONDS (the base for audio_context_s fine-tunes)."""
     from asr_analogy.speech.models.whisper import shorten_audio_context
 
+    refuse_overlap(out_dir, [model_dir])
     click.echo(str(shorten_audio_context(model_dir, out_dir, seconds, force=force)))
 
 
@@ -231,6 +241,7 @@ def prep_ivr_prompts(out_dir, from_dir, cache_dir, force, apt_update):
     """The Asterisk IVR prompts (Debian asterisk-core-sounds-en-wav): real 8 kHz telephone speech -> 16 kHz."""
     from data_prep.ivr_prompts import prepare
 
+    refuse_overlap(out_dir, [from_dir, cache_dir])
     prepare(from_dir, out_dir, cache_dir=cache_dir, update_index=apt_update, force=force, echo=click.echo)
 
 
@@ -262,6 +273,7 @@ def prep_csv(table, out_dir, path_column, text_column, delimiter, header, audio_
     """A CSV/TSV table of audio paths and transcripts."""
     from data_prep.tabular import prepare
 
+    refuse_overlap(out_dir, [table, audio_root])
     prepare(table, out_dir, path_column=path_column, text_column=text_column, delimiter=delimiter, header=header,
             audio_root=audio_root, echo=click.echo, **kw)
 
@@ -275,6 +287,7 @@ def prep_audiofolder(folder, out_dir, text_column, **kw):
     """A folder of audio files with metadata.csv or metadata.jsonl (file_name + transcription/text)."""
     from data_prep.audiofolder import prepare
 
+    refuse_overlap(out_dir, [folder])
     prepare(folder, out_dir, text_column=text_column, echo=click.echo, **kw)
 
 
@@ -296,6 +309,7 @@ def prep_hf_dataset(dataset, out_dir, config_name, revision, splits, audio_colum
     """A Hugging Face dataset: a save_to_disk directory, or a hub id when the hub is reachable."""
     from data_prep.hf_dataset import prepare
 
+    refuse_overlap(out_dir, [dataset])
     prepare(dataset, out_dir, config=config_name, revision=revision, splits=list(splits) or None,
             audio_column=audio_column, text_column=text_column, id_column=id_column, domain=domain, source=source,
             speaker=speaker, force=force, echo=click.echo)
@@ -312,6 +326,7 @@ def prep_nemo(manifest, out_dir, supervisions, audio_root, **kw):
     """A NeMo manifest or Lhotse cuts / recordings+supervisions (JSONL, optionally .gz)."""
     from data_prep.nemo_jsonl import prepare
 
+    refuse_overlap(out_dir, [manifest, supervisions, audio_root])
     prepare(manifest, out_dir, supervisions=supervisions, audio_root=audio_root, echo=click.echo, **kw)
 
 
@@ -328,6 +343,7 @@ def prep_slurp(slurp_dir, out_dir, subsets, audio_dir, headset_only, resample, f
     """SLURP from a local copy of the release: its 18 scenarios as domains."""
     from data_prep.slurp import SUBSETS, prepare
 
+    refuse_overlap(out_dir, [slurp_dir, audio_dir])
     prepare(slurp_dir, out_dir, subsets=list(subsets) or SUBSETS, audio_dir=audio_dir, headset_only=headset_only,
             resample=resample, force=force, echo=click.echo)
 
@@ -375,6 +391,7 @@ def synthesize_cmd(input_path, out_dir, backend, voices, samples_per_sentence, s
     from asr_analogy.speech.tts import synthesize
     from asr_analogy.speech.tts.pipeline import iter_voices
 
+    refuse_overlap(out_dir, [input_path])
     synthesize(input_path, out_dir, backend=backend, voices=iter_voices(voices), samples_per_sentence=samples_per_sentence,
                seed=seed, workers=workers, channel=list(channels) or None, cache_dir=cache_dir, speeds=list(speeds),
                pitches=list(pitches), normalize=not no_normalize, backend_options=_tts_options(options), force=force)

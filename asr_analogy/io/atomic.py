@@ -83,3 +83,27 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def refuse_overlap(out: str | os.PathLike, inputs, what: str = "output") -> None:
+    """Refuse an output path that is, contains, or lies inside any of ``inputs`` (paths resolved, symlinks
+    followed), whether or not it exists yet and whatever ``--force`` says: replacing it could destroy an input.
+    Inputs that are not local paths (hub ids) are ignored. Raises ``OutputExistsError`` naming both paths."""
+    target = Path(out).expanduser().resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).expanduser()
+        if not source.exists():
+            continue
+        source = source.resolve()
+        if target == source:
+            relation = "is"
+        elif target.is_relative_to(source):
+            relation = "lies inside"
+        elif source.is_relative_to(target):
+            relation = "contains"
+        else:
+            continue
+        raise OutputExistsError(f"{what} {out} {relation} the input {item}; choose an output path apart from the "
+                                "inputs (nothing was written)")
