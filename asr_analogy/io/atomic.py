@@ -1,14 +1,17 @@
 """Atomic outputs: write into a temporary sibling, then rename into place.
 
-A process killed midway leaves at most a hidden ``.<name>.tmp-*`` sibling, never a partial output at the
-final path.
+A process killed midway leaves at most a hidden ``.<name>.tmp-<host>-<pid>-*`` sibling, never a partial output
+at the final path. The next write of the same output removes such leftovers when they are provably stale: made
+on this host by a process that no longer runs (``clean_stale_temporaries``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +34,46 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "host"
+
+
+def _prefix(path: Path, kind: str) -> str:
+    """``.<name>.<kind>-<host>-<pid>-``: the temporaries of one process, recognisable by a later run."""
+    return f".{path.name}.{kind}-{_host()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed writes of ``path`` left beside it: only those named by this module
+    for this host whose process is gone (a live writer's, or another host's, are never touched). Returns them."""
+    path = Path(path).absolute()
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old)-{re.escape(_host())}-(\d+)-[^/]+$")
+    removed = []
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if not m or int(m.group(2)) == os.getpid() or _alive(int(m.group(2))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """Open a temporary file beside ``path``; on clean exit, fsync and rename it to ``path``.
@@ -39,7 +82,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    clean_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_prefix(path, "tmp"), dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the usual permissions
     try:
@@ -68,12 +112,13 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     if path.exists() and not force:
         raise OutputExistsError(f"{path} already exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    clean_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path, "tmp"), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the final directory the usual permissions
     try:
         yield tmp
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=_prefix(path, "old"), dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

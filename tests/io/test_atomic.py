@@ -82,3 +82,34 @@ def test_atomic_dir_yields_an_absolute_temp_path_for_a_relative_target(tmp_path,
     with atomic_dir("out") as tmp:
         assert tmp.is_absolute()
     assert (tmp_path / "out").is_dir()
+
+
+def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from asr_analogy.io.atomic import _host, atomic_dir, clean_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = _host()
+    stale = tmp_path / f".out.tmp-{host}-{dead_pid}-abc"
+    stale.mkdir()
+    (stale / "model-00001.safetensors").write_bytes(b"x" * 100)
+    stale_file = tmp_path / f".out.old-{host}-{dead_pid}-def"
+    stale_file.write_text("x")
+    live = tmp_path / f".out.tmp-{host}-{os.getppid()}-ghi"  # a running process: never touched
+    live.mkdir()
+    other_host = tmp_path / f".out.tmp-{host}x-{dead_pid}-jkl"  # another machine's: cannot be proven dead
+    other_host.mkdir()
+    other_output = tmp_path / f".outer.tmp-{host}-{dead_pid}-mno"  # another output's
+    other_output.mkdir()
+    unnamed = tmp_path / ".out.tmp-q1w2e3"  # not in this module's naming: cannot be proven
+    unnamed.mkdir()
+    assert socket.gethostname()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a").write_text("a")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["out", live.name, other_host.name, other_output.name, unnamed.name])
+    assert clean_stale_temporaries(tmp_path / "out") == []

@@ -178,3 +178,10 @@ def test_sigkill_midway_leaves_no_output(tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-")]
+    assert stale, "the killed merge left no temporary to clean"
+    # the next run of the same output removes the dead run's temporary, and only that
+    merge({"merge_method": "task_arithmetic", "base_model": str(base), "models": [{"model": str(ft)}]}, out,
+          progress=False)
+    assert (out / "model.safetensors").is_file()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
