@@ -11,12 +11,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut
 APT_PACKAGES := espeak-ng sox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv system-deps test demo corpus bench clean help
+.PHONY: venv system-deps test demo corpus bench mutation clean help
 help:
-	@echo "make demo   - offline syn2real demo on real human speech"
-	@echo "make test   - run the test suite"
-	@echo "make corpus - prepare the real-speech IVR corpus in data/ivr"
-	@echo "make bench  - run the benchmarks"
+	@echo "make demo     - offline syn2real demo on real human speech"
+	@echo "make test     - run the test suite"
+	@echo "make corpus   - prepare the real-speech IVR corpus in data/ivr"
+	@echo "make bench    - run the benchmarks"
+	@echo "make mutation - mutation testing (slow); MUTATE=asr_analogy/ops for one area"
 
 $(STAMP): pyproject.toml Makefile
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
@@ -63,6 +64,14 @@ bench-setup: venv
 	  $(MERGEKIT_VENV)/bin/python -m pip install -q $(TORCH_SPEC) && \
 	  $(MERGEKIT_VENV)/bin/python -m pip install -q -c $(MERGEKIT_VENV)/constraints.txt mergekit==0.1.5 )
 	$(BIN)/python -m pip install -q -c $(MERGEKIT_VENV)/constraints.txt -e ".[$(EXTRAS),bench]"
+
+# Mutation testing with mutmut (the `mutation` extra), not part of `make test` or CI: the score and every
+# surviving mutant go to exp/mutation/report.md. MUTATE limits it to some modules, e.g. MUTATE=asr_analogy/ops.
+MUTATE ?=
+mutation: venv
+	@$(BIN)/python -c "import mutmut" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[$(EXTRAS),mutation]"
+	$(BIN)/python tools/mutation.py $(if $(MUTATE),--scope $(MUTATE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
