@@ -26,6 +26,13 @@ import numpy as np
 
 from asr_analogy.errors import CheckpointError, ConfigError
 from asr_analogy.io.atomic import atomic_dir
+from asr_analogy.speech.models.whisper_tokens import (
+    ENGLISH,
+    ENGLISH_VOCAB_SIZE,
+    WhisperTokens,
+    generation_config,
+    token_config,
+)
 
 FULL_CONTEXT_S = 30
 """Whisper's native audio window, seconds."""
@@ -34,21 +41,22 @@ POSITIONS_PER_S = 50
 
 
 def tiny_whisper_config(
-    vocab_size: int = 51864,
+    vocab_size: int = ENGLISH_VOCAB_SIZE,
     d_model: int = 64,
     layers: int = 2,
     heads: int = 2,
     ffn_dim: int = 128,
     max_source_positions: int = 1500,
+    **overrides,
 ):
     """A small random-init ``WhisperConfig`` for tests: English-only token layout of tiny.en by default.
 
-    Special token ids follow tiny.en (vocabulary of 51864): ``<|endoftext|>`` 50256 (eos and pad),
-    ``<|startoftranscript|>`` 50257 (decoder start).
+    Special token ids follow tiny.en (``whisper_tokens.ENGLISH``): ``<|endoftext|>`` 50256 (eos and pad),
+    ``<|startoftranscript|>`` 50257 (decoder start). ``overrides`` replace any other ``WhisperConfig`` key.
     """
     from transformers import WhisperConfig
 
-    return WhisperConfig(
+    values = dict(
         vocab_size=vocab_size,
         num_mel_bins=80,
         encoder_layers=layers,
@@ -60,37 +68,11 @@ def tiny_whisper_config(
         d_model=d_model,
         max_source_positions=max_source_positions,
         max_target_positions=448,
-        pad_token_id=50256,
-        bos_token_id=50257,
-        eos_token_id=50256,
-        decoder_start_token_id=50257,
+        **token_config(ENGLISH),
         suppress_tokens=[],
-        begin_suppress_tokens=[220, 50256],
+        begin_suppress_tokens=[ENGLISH.space, ENGLISH.endoftext],
     )
-
-
-def english_generation_config(tokenizer, max_length: int = 448):
-    """Generation config of an English-only Whisper (``.en``): prompt ``<|startoftranscript|><|notimestamps|>``.
-
-    ``tokenizer`` is a ``WhisperTokenizer`` (it supplies the special-token ids).
-    """
-    from transformers import GenerationConfig
-
-    sot = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
-    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    no_ts = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
-    return GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        no_timestamps_token_id=no_ts,
-        is_multilingual=False,
-        max_length=max_length,
-        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot],
-        suppress_tokens=[],
-        return_timestamps=False,
-    )
+    return WhisperConfig(**(values | overrides))
 
 
 def tiny_whisper(seed: int = 0, **config_kwargs):
@@ -107,7 +89,7 @@ def tiny_whisper(seed: int = 0, **config_kwargs):
     processor = whisper_processor(bundled_source_dir("tiny.en"))
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(tiny_whisper_config(**config_kwargs))
-    model.generation_config = english_generation_config(processor.tokenizer)
+    model.generation_config = generation_config(WhisperTokens.from_tokenizer(processor.tokenizer))
     return model, processor
 
 
