@@ -34,8 +34,6 @@ from asr_analogy.speech.models.whisper_tokens import (
     token_config,
 )
 
-FULL_CONTEXT_S = 30
-"""Whisper's native audio window, seconds."""
 POSITIONS_PER_S = 50
 """Encoder positions per second of audio (100 mel frames per second, then a stride-2 convolution)."""
 
@@ -103,12 +101,6 @@ def load_whisper(name_or_dir: str | os.PathLike):
     except OSError as exc:
         raise CheckpointError(f"cannot load Whisper model or processor from {name_or_dir}: {exc}") from None
     return model, processor
-
-
-def audio_context_seconds(model_or_config) -> float:
-    """The encoder window of a Whisper model or config, seconds (30 unless shortened)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    return config.max_source_positions / POSITIONS_PER_S
 
 
 def set_audio_context(model, processor, seconds: int) -> None:
