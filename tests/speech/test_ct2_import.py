@@ -93,9 +93,16 @@ def hf_to_ct2(sd: dict[str, torch.Tensor], n_layers: int = 2, heads: int = 2) ->
 
 
 def _tiny_state(tiny_whisper_dir) -> dict[str, torch.Tensor]:
+    """The tiny Whisper's weights with seeded non-zero biases and layer-norm scales (a fresh Whisper has zero
+    biases and unit scales, which would hide a bias or gamma/beta mix-up in the mapping)."""
     from safetensors.torch import load_file
 
-    return load_file(str(tiny_whisper_dir / "model.safetensors"))
+    sd = load_file(str(tiny_whisper_dir / "model.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    for name in sorted(sd):
+        if name.endswith(".bias") or (name.endswith("layer_norm.weight")):
+            sd[name] = sd[name] + 0.1 * torch.randn(sd[name].shape, generator=g)
+    return sd
 
 
 def _make_src(tmp_path: Path, variables, aliases) -> Path:
