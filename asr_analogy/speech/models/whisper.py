@@ -55,17 +55,11 @@ def tiny_whisper_config(
     from transformers import WhisperConfig
 
     values = dict(
-        vocab_size=vocab_size,
-        num_mel_bins=80,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=ffn_dim,
-        decoder_ffn_dim=ffn_dim,
-        d_model=d_model,
-        max_source_positions=max_source_positions,
-        max_target_positions=448,
+        vocab_size=vocab_size, num_mel_bins=80, d_model=d_model,
+        encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn_dim, decoder_ffn_dim=ffn_dim,
+        max_source_positions=max_source_positions, max_target_positions=448,
         **token_config(ENGLISH),
         suppress_tokens=[],
         begin_suppress_tokens=[ENGLISH.space, ENGLISH.endoftext],
