@@ -8,7 +8,7 @@ a ``WhisperProcessor`` and a generation config, so the model can be fine-tuned a
 The work is split by concept: ``ct2_format`` reads ``model.bin`` (layout and dequantization), ``ct2_weights``
 maps the tensors to transformers names (the name table), ``ct2_processor`` builds the tokenizer, feature extractor
 and configs. This module writes the directory (``import_ct2``) and keeps the bundled model imported once in a
-cache (``bundled_model_dir``), keyed on ``model.bin`` and on the importer's own code.
+cache (``bundled_model_dir``), keyed on ``model.bin`` and on the importer's own code (``importer_digest``).
 """
 
 from __future__ import annotations
@@ -184,19 +184,22 @@ def cache_root() -> Path:
 
 
 def bundled_model_dir(name: str = "tiny.en") -> Path:
-    """A transformers directory of the bundled model, imported once into ``<cache_root>/models/whisper-<name>``.
+    """A transformers directory of the bundled model, imported once into
+    ``<cache_root>/models/whisper-<name>-<importer>`` (``<importer>``: the first 12 hex digits of
+    ``importer_digest()``).
 
-    The cached copy is reused while it was written by this importer's code (``importer_digest``) from the
-    installed package's ``model.bin`` (same path, size and mtime, or same sha256); otherwise it is imported
-    again, so a change to the importer never leaves a stale import in use. A file lock serializes concurrent processes, and the directory appears
-    atomically, so a reader never sees a half-written model.
+    The cached copy is reused while it was written by this importer's code from the installed package's
+    ``model.bin`` (same path, size and mtime, or same sha256); otherwise it is imported again. Each version of
+    the importer has its own directory, so a change to the importer never leaves a stale import in use, and
+    two checkouts with different importers never replace each other's copy. A file lock serializes concurrent
+    processes, and the directory appears atomically, so a reader never sees a half-written model.
     """
     import fcntl
 
     src = bundled_source_dir(name)
-    out = cache_root() / "models" / f"whisper-{name}"
+    out = cache_root() / "models" / f"whisper-{name}-{importer_digest()[:12]}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".whisper-{name}.lock", "w") as lock:
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not _is_import_of(out, src):
