@@ -47,29 +47,29 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TTS_SENTENCES = [
-    "Please leave a message after the tone.",
-    "Your call is important to us.",
-    "Press one for billing.",
-    "Press two for technical support.",
-    "Please hold while we transfer your call.",
-    "The party you are calling is not available.",
-    "Please enter your account number followed by the pound key.",
-    "You have three new messages.",
-    "To repeat this menu, press star.",
-    "Goodbye.",
-    "Your conference will begin shortly.",
-    "Please say the name of the person you are calling.",
-    "The mailbox is full.",
-    "Thank you for calling.",
-    "Please enter your password.",
-    "Invalid extension.",
-    "One moment please.",
-    "Main menu.",
-    "Sorry, I did not understand.",
-    "Please try again later.",
-]
-
+TTS_SENTENCES = """
+Please leave a message after the tone.
+Your call is important to us.
+Press one for billing.
+Press two for technical support.
+Please hold while we transfer your call.
+The party you are calling is not available.
+Please enter your account number followed by the pound key.
+You have three new messages.
+To repeat this menu, press star.
+Goodbye.
+Your conference will begin shortly.
+Please say the name of the person you are calling.
+The mailbox is full.
+Thank you for calling.
+Please enter your password.
+Invalid extension.
+One moment please.
+Main menu.
+Sorry, I did not understand.
+Please try again later.
+""".strip().splitlines()
+"""IVR prompts spoken by the TTS voice, one per line."""
 
 def ivr_clips(corpus: Path, max_s: float, splits: tuple[str, ...] = ("test",)) -> tuple[list[dict], list[dict]] | None:
     """(train, held-out) records of the IVR corpus no longer than ``max_s`` seconds, or None when absent.

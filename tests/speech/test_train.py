@@ -360,7 +360,7 @@ def test_unusable_training_audio_existing_output_and_stale_checkpoints(chirps, w
 
 @pytest.mark.real_model
 def test_bundled_model_name_resolves_to_the_imported_whisper():
-    from asr_analogy.speech.train import detect_model_type, resolve_model
+    from asr_analogy.speech.finetune_config import detect_model_type, resolve_model
 
     path = resolve_model("bundled:tiny.en")
     assert (Path(path) / "config.json").is_file()

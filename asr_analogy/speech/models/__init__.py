@@ -1,1 +1,4 @@
-"""Model families: Whisper, Wav2Vec2-Conformer, CTranslate2 import."""
+"""Model families: Whisper (``whisper``, its special tokens in ``whisper_tokens``), Wav2Vec2-Conformer CTC
+(``wav2vec2_conformer``), and the CTranslate2 Whisper import (``ct2_import`` over ``ct2_format``,
+``ct2_weights``, ``ct2_processor``).
+"""

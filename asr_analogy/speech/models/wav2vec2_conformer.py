@@ -126,17 +126,6 @@ def tiny_wav2vec2_conformer_config(vocab_size: int = 32, hidden_size: int = 32, 
     )
 
 
-def tiny_wav2vec2_conformer(vocab: dict[str, int] | None = None, seed: int = 0):
-    """A random tiny Wav2Vec2-Conformer CTC model and its processor: ``(model, processor)``. Tests only."""
-    import torch
-    from transformers import Wav2Vec2ConformerForCTC
-
-    vocab = vocab or build_char_vocab([])
-    torch.manual_seed(seed)
-    model = Wav2Vec2ConformerForCTC(tiny_wav2vec2_conformer_config(vocab_size=len(vocab)))
-    return model, make_processor(vocab)
-
-
 def load_wav2vec2_conformer(name_or_dir: str | os.PathLike, vocab: dict[str, int] | None):
     """Load ``(model, processor)`` for CTC fine-tuning.
 

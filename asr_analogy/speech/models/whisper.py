@@ -26,71 +26,45 @@ import numpy as np
 
 from asr_analogy.errors import CheckpointError, ConfigError
 from asr_analogy.io.atomic import atomic_dir
+from asr_analogy.speech.models.whisper_tokens import (
+    ENGLISH,
+    ENGLISH_VOCAB_SIZE,
+    WhisperTokens,
+    generation_config,
+    token_config,
+)
 
-FULL_CONTEXT_S = 30
-"""Whisper's native audio window, seconds."""
 POSITIONS_PER_S = 50
 """Encoder positions per second of audio (100 mel frames per second, then a stride-2 convolution)."""
 
 
 def tiny_whisper_config(
-    vocab_size: int = 51864,
+    vocab_size: int = ENGLISH_VOCAB_SIZE,
     d_model: int = 64,
     layers: int = 2,
     heads: int = 2,
     ffn_dim: int = 128,
     max_source_positions: int = 1500,
+    **overrides,
 ):
     """A small random-init ``WhisperConfig`` for tests: English-only token layout of tiny.en by default.
 
-    Special token ids follow tiny.en (vocabulary of 51864): ``<|endoftext|>`` 50256 (eos and pad),
-    ``<|startoftranscript|>`` 50257 (decoder start).
+    Special token ids follow tiny.en (``whisper_tokens.ENGLISH``): ``<|endoftext|>`` 50256 (eos and pad),
+    ``<|startoftranscript|>`` 50257 (decoder start). ``overrides`` replace any other ``WhisperConfig`` key.
     """
     from transformers import WhisperConfig
 
-    return WhisperConfig(
-        vocab_size=vocab_size,
-        num_mel_bins=80,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=ffn_dim,
-        decoder_ffn_dim=ffn_dim,
-        d_model=d_model,
-        max_source_positions=max_source_positions,
-        max_target_positions=448,
-        pad_token_id=50256,
-        bos_token_id=50257,
-        eos_token_id=50256,
-        decoder_start_token_id=50257,
+    values = dict(
+        vocab_size=vocab_size, num_mel_bins=80, d_model=d_model,
+        encoder_layers=layers, decoder_layers=layers,
+        encoder_attention_heads=heads, decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn_dim, decoder_ffn_dim=ffn_dim,
+        max_source_positions=max_source_positions, max_target_positions=448,
+        **token_config(ENGLISH),
         suppress_tokens=[],
-        begin_suppress_tokens=[220, 50256],
+        begin_suppress_tokens=[ENGLISH.space, ENGLISH.endoftext],
     )
-
-
-def english_generation_config(tokenizer, max_length: int = 448):
-    """Generation config of an English-only Whisper (``.en``): prompt ``<|startoftranscript|><|notimestamps|>``.
-
-    ``tokenizer`` is a ``WhisperTokenizer`` (it supplies the special-token ids).
-    """
-    from transformers import GenerationConfig
-
-    sot = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
-    eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    no_ts = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
-    return GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        no_timestamps_token_id=no_ts,
-        is_multilingual=False,
-        max_length=max_length,
-        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot],
-        suppress_tokens=[],
-        return_timestamps=False,
-    )
+    return WhisperConfig(**(values | overrides))
 
 
 def tiny_whisper(seed: int = 0, **config_kwargs):
@@ -107,7 +81,7 @@ def tiny_whisper(seed: int = 0, **config_kwargs):
     processor = whisper_processor(bundled_source_dir("tiny.en"))
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(tiny_whisper_config(**config_kwargs))
-    model.generation_config = english_generation_config(processor.tokenizer)
+    model.generation_config = generation_config(WhisperTokens.from_tokenizer(processor.tokenizer))
     return model, processor
 
 
@@ -121,12 +95,6 @@ def load_whisper(name_or_dir: str | os.PathLike):
     except OSError as exc:
         raise CheckpointError(f"cannot load Whisper model or processor from {name_or_dir}: {exc}") from None
     return model, processor
-
-
-def audio_context_seconds(model_or_config) -> float:
-    """The encoder window of a Whisper model or config, seconds (30 unless shortened)."""
-    config = getattr(model_or_config, "config", model_or_config)
-    return config.max_source_positions / POSITIONS_PER_S
 
 
 def set_audio_context(model, processor, seconds: int) -> None:

@@ -1,12 +1,13 @@
-"""Text-to-speech backends behind one interface, and the synthesis of training corpora.
+"""Text-to-speech backends behind one interface (``base``), and ``synthesize``: sentences in, a synthetic-speech
+corpus out (``pipeline``, worker processes in ``workers``), with text rules (``normalize``) and telephone/noise/
+reverb simulation (``channel``).
 
     from asr_analogy.speech.tts import synthesize, get_backend, list_voices
     synthesize("prompts.txt", "data/tts_piper", backend="piper", samples_per_sentence=5, channel="telephone")
 
 Backends (``backend_names()``): ``piper`` (bundled voice ``joe``), ``hibari`` (bundled voice ``heart``),
 ``espeak`` (espeak-ng program), ``coqui`` (optional extra), ``transformers`` (SpeechT5, Bark, MMS/VITS
-weights the user has). See ``base`` for the interface, ``pipeline`` for the output layout and cache,
-``normalize`` for the text rules and ``channel`` for telephone/noise/reverb simulation.
+weights the user has).
 """
 
 from asr_analogy.speech.tts.base import (

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from asr_analogy.errors import AsrAnalogyError, AudioError, ConfigError
+from asr_analogy.errors import AsrAnalogyError, ConfigError
 
 
 class TTSError(AsrAnalogyError):
@@ -236,14 +236,3 @@ def file_digest(path: str | os.PathLike) -> str:
         _FILE_DIGESTS[key] = h.hexdigest()
     return _FILE_DIGESTS[key]
 
-
-def to_float32_mono(audio, where: str) -> np.ndarray:
-    """int16/int32/float arrays → float32 in [-1, 1], shape (samples,). ``where`` names the source in errors."""
-    audio = np.asarray(audio)
-    if audio.dtype == np.int16:
-        audio = audio.astype(np.float32) / 32768.0
-    elif audio.dtype == np.int32:
-        audio = audio.astype(np.float32) / 2147483648.0
-    elif not np.issubdtype(audio.dtype, np.floating):
-        raise AudioError(f"{where}: unexpected sample type {audio.dtype}")
-    return np.asarray(audio, dtype=np.float32).reshape(-1)

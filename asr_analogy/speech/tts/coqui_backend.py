@@ -16,14 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_analogy.speech.tts.base import (
-    BackendUnavailableError,
-    TTSBackend,
-    VoiceNotFoundError,
-    _voice_message,
-    file_digest,
-    package_version,
-)
+from asr_analogy.speech.tts.base import BackendUnavailableError, TTSBackend, VoiceNotFoundError
+from asr_analogy.speech.tts.base import _voice_message, file_digest, package_version
 
 
 def import_coqui():

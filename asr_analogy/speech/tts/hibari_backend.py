@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import os
 
-from asr_analogy.speech.tts.base import (
-    BackendUnavailableError,
-    TTSBackend,
-    VoiceNotFoundError,
-    _voice_message,
-    file_digest,
-    package_version,
-)
+from asr_analogy.speech.tts.base import BackendUnavailableError, TTSBackend, VoiceNotFoundError
+from asr_analogy.speech.tts.base import _voice_message, file_digest, package_version
 
 
 class HibariBackend(TTSBackend):

@@ -21,16 +21,12 @@ voice; with 1 sample the voices take turns across sentences. Seeds derive from `
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import hashlib
 import inspect
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +41,7 @@ from asr_analogy.io.manifest import write_manifest
 from asr_analogy.speech.tts.base import _REGISTRY, TextError, TTSBackend, TTSError, backend_class
 from asr_analogy.speech.tts.channel import apply_channel, channel_to_string
 from asr_analogy.speech.tts.normalize import normalize_for_tts
+from asr_analogy.speech.tts.workers import run_pool
 
 CACHE_FORMAT = 1
 MARKER = "synthesized.json"
@@ -156,7 +153,7 @@ def _cache_key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def _run_task(task: _Task, backend: TTSBackend | None = None) -> dict:
+def run_task(task: _Task, backend: TTSBackend) -> dict:
     """Produce one sample: from the cache, or synthesize (then cache); channel; write the wav. Never raises:
     a failure comes back as {"ok": False, "reason", "detail"}."""
     try:
@@ -167,7 +164,6 @@ def _run_task(task: _Task, backend: TTSBackend | None = None) -> dict:
         if cache_path.is_file():
             audio, _ = sf.read(str(cache_path), dtype="float32")
         else:
-            backend = backend if backend is not None else _WORKER_BACKEND
             audio, sr = backend.synthesize(task.tts_text, task.voice, seed=task.seed, speed=task.speed, pitch=task.pitch)
             audio = resample(audio, sr, TARGET_SR)
             if is_silent(audio):
@@ -187,20 +183,6 @@ def _run_task(task: _Task, backend: TTSBackend | None = None) -> dict:
     except Exception as exc:  # one failed sample never stops the batch; it goes to the skip report
         reason = "text_error" if isinstance(exc, TextError) else "tts_error"
         return {"ok": False, "reason": reason, "detail": f"{type(exc).__name__}: {exc}"}
-
-
-_WORKER_BACKEND: TTSBackend | None = None
-
-
-def _init_worker(class_path: str, options: dict) -> None:
-    global _WORKER_BACKEND
-    import importlib
-
-    module, _, qualname = class_path.partition(":")
-    cls = importlib.import_module(module)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    _WORKER_BACKEND = cls(**options)
 
 
 # ---- the public function ----------------------------------------------------------------------------------
@@ -234,7 +216,9 @@ def synthesize(
     voices: voice ids (default: the backend's default voice). Checked before anything runs.
     speeds: speed factors (1.0 = the voice's pace); pitches: shifts in semitones. Default [1.0] and [0.0].
     seed: base seed; each sample's seed derives from it, the sample index and the text.
-    workers: processes, each holding its own loaded backend; 1 runs in this process.
+    workers: processes, each holding its own loaded backend; 1 runs in this process. Workers are fresh
+        interpreters (``tts.workers``): they never import the caller's main script, so no ``__main__`` guard is
+        needed, and a backend passed as an instance must be a class importable by its module path.
     channel: channel spec applied after synthesis (``"telephone"``, ``"noise:snr_db=20"``, ...; see ``channel``).
     keep_fields: carry the input record's fields (domain, split, ...) into the output records. Records get
         ``id`` = ``{sentence id}-{k}``, ``source_id`` (the input id), ``text`` (the original transcript),
@@ -337,10 +321,10 @@ def synthesize(
     try:
         if int(workers) > 1 and len(uncached) > 1:
             pool_options = dict(engine.options)
-            results.update(_run_pool(uncached, class_path, pool_options, int(workers), bar))
+            results.update(run_pool(uncached, class_path, pool_options, int(workers), lambda: bar.update(1)))
             todo = [t for t in todo if t.id not in results]
         for task in todo:
-            results[task.id] = _run_task(task, engine)
+            results[task.id] = run_task(task, engine)
             bar.update(1)
     finally:
         bar.close()
@@ -389,64 +373,6 @@ def synthesize(
             f"{summary['from_cache']} from the cache), {len(skipped)} skipped -> {manifest_path}"
         )
     return manifest_path
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """While worker processes are started, hide the main script from ``multiprocessing``'s spawn start method.
-
-    A spawned child normally re-imports the parent's main script (as ``__mp_main__``) so that pickled objects
-    defined there resolve; a script without an ``if __name__ == "__main__":`` guard would then call
-    ``synthesize`` again in every child. The workers need nothing from the main script (the backend class is
-    imported by its module path), so its ``__file__`` and ``__spec__`` are hidden while processes start.
-    """
-    main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
-    try:
-        if main is not None:
-            main.__dict__.pop("__file__", None)
-            main.__dict__["__spec__"] = None
-        yield
-    finally:
-        if main is not None:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
-
-
-def _run_pool(tasks: list[_Task], class_path: str, options: dict, workers: int, bar) -> dict[str, dict]:
-    """Run tasks in worker processes (spawned, so no thread state is inherited). If a worker dies (a crash
-    inside native code), the unfinished tasks get one more pool; what fails again is reported, not raised."""
-    results: dict[str, dict] = {}
-    remaining = list(tasks)
-    for attempt in range(2):
-        if not remaining:
-            break
-        context = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(
-            max_workers=min(workers, len(remaining)), mp_context=context, initializer=_init_worker,
-            initargs=(class_path, options),
-        )
-        broken: list[_Task] = []
-        try:
-            with _main_module_hidden():  # every worker process starts during these submits
-                futures = {pool.submit(_run_task, t): t for t in remaining}
-            for fut in cf.as_completed(futures):
-                task = futures[fut]
-                try:
-                    results[task.id] = fut.result()
-                    bar.update(1)
-                except cf.process.BrokenProcessPool as exc:
-                    if attempt == 0:
-                        broken.append(task)
-                    else:
-                        results[task.id] = {"ok": False, "reason": "worker_crashed", "detail": str(exc)}
-                        bar.update(1)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        remaining = broken
-    return results
 
 
 def _carried(rec: dict, keep_fields: bool) -> dict:
