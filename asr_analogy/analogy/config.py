@@ -206,7 +206,8 @@ class RecipeConfig(_Section):
     @model_validator(mode="after")
     def _splits_never_leak(self):
         """The evaluated split of a target is never text the models trained on (the train split, fine-tuned on
-        as real or synthetic audio) or text that was synthesized; λ is chosen only on held-out real splits."""
+        as real or synthetic audio) or text that was synthesized; λ is chosen only on the pseudo-targets' dev/test
+        splits (their synthesized dev text, if any, is never trained on: fine-tunes use the train split only)."""
         trained = {"train", *self.synthesis.splits}
         known = {"train", "dev", "test"}
         for split in self.synthesis.splits:
@@ -220,9 +221,9 @@ class RecipeConfig(_Section):
             raise ValueError(f"evaluate.test_split '{test}' would score the target on text it was trained on "
                              f"({why}); use a split that is neither 'train' nor in synthesis.splits")
         for split in self.lambda_.select_splits:
-            if split not in known or split in trained:
+            if split not in ("dev", "test"):
                 raise ValueError(f"lambda.select_splits: '{split}' is not a held-out split (λ is chosen on "
-                                 "pseudo-target dev/test audio whose text was never trained on or synthesized)")
+                                 "pseudo-target dev/test audio, never on the train split the models learn from)")
         return self
 
     @property

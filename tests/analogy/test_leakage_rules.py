@@ -32,7 +32,7 @@ def test_the_valid_config_passes(tmp_path, tiny_base, tiny_corpus):
     (["evaluate.test_split=dev", "synthesis.splits=[train, dev]"],
      "evaluate.test_split 'dev' would score the target on text it was trained on (its text is synthesized"),
     (["lambda.select_splits=[train]"], "lambda.select_splits: 'train' is not a held-out split"),
-    (["synthesis.splits=[train, dev]"], "lambda.select_splits: 'dev' is not a held-out split"),
+    (["lambda.select_splits=[dev, training]"], "lambda.select_splits: 'training' is not a held-out split"),
     (["evaluate.test_split=tset"], "evaluate.test_split: unknown split 'tset'"),
     (["domains.targets=[nosuch]"], "domains.targets ['nosuch'] not in the corpus (domains: alpha, beta, delta, gamma)"),
     (["lambda.pseudo_targets=[zeta]"], "lambda.pseudo_targets ['zeta'] not in the corpus"),
