@@ -33,7 +33,8 @@ def merge(
 
     Streams tensor by tensor (peak memory O(models x chunk)), writes shards of at most ``shard_size``
     atomically, copies config/tokenizer files from the base (or ``copy_files_from``) and records the config
-    as ``merge_config.yaml``. ``device``: "cpu", "cuda", "cuda:N" or "auto". ``threads``: torch threads for
+    as ``merge_config.yaml``. A merge of ``vector:`` entries only writes a task vector (``out`` a
+    ``.safetensors`` file or a directory; see ``merge.config``). ``device``: "cpu", "cuda", "cuda:N" or "auto". ``threads``: torch threads for
     the CPU arithmetic (the default 1 leaves the other cores to the background writer and to other jobs;
     None keeps torch's setting); ``chunk_elements``: entries per streamed chunk (default 2^18 on CPU). ``dtype`` (overrides the config's
     ``dtype``): inputs are converted to it and merged in it, and it is the output dtype unless ``out_dtype``.
@@ -67,7 +68,10 @@ def merge(
 
 
 def _produce(tp: TensorPlan, streamer: Streamer):
-    """The chunks of one planned output tensor: its method's kernel, or the anchor's tensor copied."""
+    """The chunks of one planned output tensor: its method's kernel, or the anchor's tensor copied (zeros in
+    a merge of task vectors only: a tensor left out of the merge does not move)."""
+    if tp.method is None and tp.delta_only:
+        return (streamer.ring(b - a, tp.out_dtype).zero_() for a, b in streamer.ranges(tp.anchor.reader.numel(tp.name)))
     if tp.method is None:
         return streamer.copy(tp.name, tp.anchor, tp.out_dtype)
     return tp.method.kernel(tp, streamer)
