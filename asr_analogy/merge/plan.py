@@ -249,14 +249,11 @@ def _models_layout(cfg: MergeConfig, stack: ExitStack, source: str) -> _Layout:
     return _Layout(method, base, models, terms, global_params, model_params, "base", vectors)
 
 
-def _check_vectors(cfg: MergeConfig, layout: _Layout, compute_dtype: torch.dtype | None) -> str:
-    """Vector inputs match the anchor's tensors and were recorded against one base (and the base, when there
-    is one). Returns the base fingerprint they share ("" when unknown)."""
+def _check_vectors(cfg: MergeConfig, layout: _Layout) -> str:
+    """Vector inputs hold the anchor's floating-point tensors and were recorded against one base (and the
+    base, when there is one). Returns the base fingerprint they share ("" when unknown)."""
     anchor, vectors = layout.anchor, layout.vectors
-    if layout.delta_only:
-        check_compatible(anchor, vectors, allow_dtype_mismatch=compute_dtype is not None, role="vector")
-    else:
-        check_compatible(anchor, vectors, role=layout.role, vectors=True)
+    check_compatible(anchor, vectors, role=layout.role, vectors=True)
     recorded = [(v.describe(), v.reader.metadata().get("base_fingerprint", "")) for v in vectors]
     base = None
     if not layout.delta_only and not cfg.allow_other_base and any(fp for _, fp in recorded):
@@ -272,7 +269,7 @@ def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype
     layout = _analogy_layout(cfg, stack) if cfg.analogy is not None else _models_layout(cfg, stack, source)
     method, anchor, terms = layout.method, layout.anchor, layout.terms
     check_compatible(anchor, layout.others, allow_dtype_mismatch=compute_dtype is not None, role=layout.role)
-    base_fingerprint = _check_vectors(cfg, layout, compute_dtype) if layout.vectors else ""
+    base_fingerprint = _check_vectors(cfg, layout) if layout.vectors else ""
 
     names = anchor.reader.names()
     overrides = [(o.pattern, o.parameters) for o in (cfg.overrides or [])]
