@@ -116,11 +116,11 @@ def check_compatible(anchor: Input, others: Sequence[Input], *, allow_dtype_mism
         for name in order:
             a, b = anchor.reader.shape(name), inp.reader.shape(name)
             if a != b:
-                raise MergeError(f"tensor {name!r}: shape {list(b)} in model {inp.describe()} but {list(a)} in {role} {anchor.describe()}")
+                raise MergeError(f"tensor {name!r}: shape {list(b)} in {what} {inp.describe()} but {list(a)} in {role} {anchor.describe()}")
             da, db = anchor.reader.dtype(name), inp.reader.dtype(name)
             if da != db and not ((allow_dtype_mismatch or vectors) and da.is_floating_point and db.is_floating_point):
                 hint = " (set dtype: to merge models stored in different precisions)" if da.is_floating_point and db.is_floating_point else ""
-                raise MergeError(f"tensor {name!r}: dtype {db} in model {inp.describe()} but {da} in {role} {anchor.describe()}{hint}")
+                raise MergeError(f"tensor {name!r}: dtype {db} in {what} {inp.describe()} but {da} in {role} {anchor.describe()}{hint}")
 
 
 def compute_dtype_for(stored: torch.dtype, explicit: torch.dtype | None) -> torch.dtype:

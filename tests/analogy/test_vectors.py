@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -189,3 +191,22 @@ def test_save_analogy_model_writes_a_loadable_directory(tmp_path, tiny_base):
     other = "model.encoder.layer_norm.weight"
     assert torch.equal(d[other], c[other])
     assert (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("ensemble, message", [
+    ({"method": "task_arithmetic", "density": 0.5},
+     r"key 'ensemble.density': method task_arithmetic takes no density"),
+    ({"method": "ties"}, r"key 'ensemble.density': method ties needs a density \(a number in \(0, 1\]\)"),
+    ({"method": "dare_linear", "density": 0}, r"key 'ensemble.density': density of method dare_linear must be a number in \(0, 1\], got 0"),
+    ({"method": "slerp"}, r"key 'ensemble.method': unknown ensemble method 'slerp'"),
+])
+def test_recipe_config_checks_the_ensemble_against_the_merge_method(tmp_path, ensemble, message):
+    from asr_analogy.analogy.config import load_recipe_config
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps({"name": "x", "domains": {"targets": ["t"]}, "ensemble": ensemble}))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe_config(path)
+    ok = {"method": "dare_ties", "density": 0.3}
+    path.write_text(json.dumps({"name": "x", "domains": {"targets": ["t"]}, "ensemble": ok}))
+    assert load_recipe_config(path).ensemble.density == 0.3
