@@ -108,7 +108,8 @@ def ensemble_vector_file(
     task-vector file ``out`` with the merge preset ``method`` (``merge()`` of ``vector:`` entries, streamed;
     an existing ``out`` is replaced). Parameters: ``ensemble_parameters``; DARE masks are seeded from
     ``seed``, the tensor name, the member's position and the chunk. The members may come from different bases
-    (each pair has its own θ_A): the ensemble records a base fingerprint only when they all agree."""
+    (each pair has its own θ_A): the ensemble records a base fingerprint only when they all agree. Provenance:
+    ``{"kind": "ensemble", "method": ..., "inputs": [member paths], "density": ..., "seed": ...}``."""
     from asr_analogy.merge import merge
 
     config = {
@@ -118,7 +119,8 @@ def ensemble_vector_file(
         "seed": seed,
         "allow_other_base": True,
     }
-    return merge(config, out, force=True, progress=False)
+    made = {"kind": "ensemble"} | ({"density": density, "seed": seed} if density is not None else {})
+    return merge(config, out, force=True, progress=False, provenance=made)
 
 
 def ensemble_vector(

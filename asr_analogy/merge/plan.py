@@ -16,7 +16,7 @@ import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -262,10 +262,11 @@ def _check_vectors(cfg: MergeConfig, layout: _Layout) -> str:
 
 
 def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype | None = None,
-               out_dtype: torch.dtype | None = None, source: str = "<config>") -> MergePlan:
+               out_dtype: torch.dtype | None = None, source: str = "<config>",
+               provenance: Mapping[str, Any] | None = None) -> MergePlan:
     """Open the inputs of ``cfg`` (closed with ``stack``), check them against the anchor (the base, or C of an
     analogy) and plan every output tensor. ``compute_dtype``/``out_dtype``: explicit dtypes (None: from the
-    inputs). Raises ``MergeError``/``ConfigError`` before anything is computed."""
+    inputs). ``provenance``: entries added to a task-vector output's provenance. Raises ``MergeError``/``ConfigError`` before anything is computed."""
     layout = _analogy_layout(cfg, stack) if cfg.analogy is not None else _models_layout(cfg, stack, source)
     method, anchor, terms = layout.method, layout.anchor, layout.terms
     check_compatible(anchor, layout.others, allow_dtype_mismatch=compute_dtype is not None, role=layout.role)
@@ -293,8 +294,8 @@ def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype
             seed=cfg.seed, source=source, delta_only=layout.delta_only))
     copy_from = resolve_model(cfg.copy_files_from, cfg.config_dir) if cfg.copy_files_from else anchor.path
     if layout.delta_only:
-        provenance = {"kind": "merge", "method": method.name, "inputs": [t.key for t in terms]}
-        metadata = vector_metadata(f"merge:{method.name}", base_fingerprint, len(tensors), provenance=provenance)
+        made = {"kind": "merge", "method": method.name, "inputs": [t.key for t in terms], **(provenance or {})}
+        metadata = vector_metadata(f"merge:{method.name}", base_fingerprint, len(tensors), provenance=made)
         copy_from = copy_from if cfg.copy_files_from else None
     else:
         metadata = {"merge_method": f"analogy/{cfg.analogy.method}" if cfg.analogy else method.name}

@@ -117,7 +117,7 @@ def test_ensemble_file_is_the_mean_of_the_member_files(tmp_path):
     assert_close(ens["w"], t(2.0, 0.0, 0.375), rtol=0, atol=0)  # (v1 + v2) / 2, by hand
     assert_close(ens["b"], t(1.5), rtol=0, atol=0)
     assert ens.base_fingerprint is None  # the members' bases differ: none recorded
-    assert ens.provenance == {"kind": "merge", "method": "task_arithmetic", "inputs": [str(p) for p in paths]}
+    assert ens.provenance == {"kind": "ensemble", "method": "task_arithmetic", "inputs": [str(p) for p in paths]}
 
 
 def test_ensemble_through_the_kernel_equals_the_direct_mean_bitwise(tmp_path):

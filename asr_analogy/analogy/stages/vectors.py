@@ -32,10 +32,11 @@ def run(ctx: RecipeContext) -> dict:
         return vector_id in index and is_task_vector_file(ctx.vector_path(vector_id))
 
     def ensemble_is_stored(vector_id: str) -> bool:
-        """Stored, and combined by the merge kernel (ensembles of earlier versions are recomputed)."""
+        """Stored, and combined by the merge kernel, which records its inputs (ensembles of earlier versions,
+        whose DARE masks were drawn differently, are recomputed)."""
         if not is_stored(vector_id):
             return False
-        return vector_provenance(read_vector_metadata(ctx.vector_path(vector_id))).get("kind") == "merge"
+        return "inputs" in vector_provenance(read_vector_metadata(ctx.vector_path(vector_id)))
 
     def pair_vector(a: str, b: str) -> tuple[str, dict]:
         vector_id = ctx.pair_id(a, b)
