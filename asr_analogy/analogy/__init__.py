@@ -12,6 +12,7 @@ _EXPORTS = {
     "syn2real_vector": "vectors",
     "apply_analogy": "vectors",
     "ensemble_vector": "vectors",
+    "ensemble_vector_file": "vectors",
     "vector_stats": "vectors",
     "save_vector": "vectors",
     "load_vector": "vectors",

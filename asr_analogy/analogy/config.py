@@ -27,8 +27,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from asr_analogy.analogy.vectors import ensemble_method, ensemble_parameters
 from asr_analogy.errors import ConfigError
 from asr_analogy.io.yaml_file import deep_merge, load_yaml
 
@@ -123,13 +124,35 @@ class FinetuneSettings(_Section):
 
 
 class EnsembleConfig(_Section):
-    """An ensemble Synthetic2Real vector: the combination of several (θ_A_i, θ_B_i) pair vectors."""
+    """An ensemble Synthetic2Real vector: the combination of several (θ_A_i, θ_B_i) pair vectors by a merge
+    preset, checked here against the parameters the merge method declares (``analogy.vectors.ensemble_parameters``)."""
 
     enabled: bool = True
     by: Literal["voice", "domain"] = "voice"  # one pair per TTS voice, or per source domain
-    method: Literal["task_arithmetic", "ties", "dare_linear", "dare_ties"] = "task_arithmetic"
-    density: float | None = Field(default=None, gt=0, le=1)  # for ties / dare
-    seed: int = 0  # DARE's drop mask
+    # a merge preset that combines task vectors: task_arithmetic (the mean), ties, dare_linear, dare_ties,
+    # magnitude_prune, breadcrumbs, breadcrumbs_ties
+    method: str = "task_arithmetic"
+    density: float | None = Field(default=None, validate_default=True)  # required by (only) the sparsifying ones
+    seed: int = 0  # DARE's drop masks (seeded per tensor, member and chunk)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v):
+        try:
+            ensemble_method(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("density")
+    @classmethod
+    def _density(cls, v, info: ValidationInfo):
+        if "method" in info.data:  # else the method's own error is reported
+            try:
+                ensemble_parameters(info.data["method"], v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class LambdaConfig(_Section):

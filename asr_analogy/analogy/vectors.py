@@ -7,9 +7,12 @@ cancels) moves a model from "trained on TTS audio" towards "trained on real audi
 carry the target model across the same synthetic-to-real gap.
 
 An *ensemble* combines several pair vectors v_i = θ_B_i − θ_A_i (one per TTS voice or per source domain) with
-a merge method of ``asr_analogy.ops``: ``task_arithmetic`` is their mean, ``ties`` trims each to its ``density``
-largest entries and keeps the sign-agreeing mean (Yadav et al. 2023), ``dare_linear`` / ``dare_ties`` drop
-entries at random with rescaling first (Yu et al. 2024).
+a merge preset of ``asr_analogy.merge`` run by the merge kernel on the vector files (``ensemble_vector_file``):
+``task_arithmetic`` is their mean, ``ties`` trims each to its ``density`` largest entries and keeps the
+sign-agreeing mean (Yadav et al. 2023), ``dare_linear`` / ``dare_ties`` drop entries at random with rescaling
+first (Yu et al. 2024). The mean gives the same numbers as this module's earlier in-memory ensembles, bit for
+bit (TIES too, except where several entries tie at the magnitude cut); DARE masks are now seeded per tensor, member and chunk by the kernel, so DARE ensembles differ
+from those of earlier versions (the recipe recomputes ensembles written by them).
 
 Vectors are ``TaskVector`` objects (``asr_analogy.merge.task_vector``): read-only ``{name: tensor}`` mappings over
 the floating-point tensors of a checkpoint, saved in the one task-vector file format, so
@@ -22,19 +25,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 
-from asr_analogy.errors import CheckpointError, MergeError
+from asr_analogy.errors import CheckpointError, ConfigError, MergeError
 from asr_analogy.io.atomic import atomic_file
 from asr_analogy.io.checkpoint import load_state_dict, save_checkpoint
+from asr_analogy.merge.methods import METHODS
+from asr_analogy.merge.params import Method
 from asr_analogy.merge.task_vector import TaskVector, apply_vector
-from asr_analogy.ops import apply, combine_deltas, dare, magnitude
+from asr_analogy.ops import apply
 
 Vector = Mapping[str, torch.Tensor]
-ENSEMBLE_METHODS = ("task_arithmetic", "ties", "dare_linear", "dare_ties")
 
 
 def _state(model: str | os.PathLike | Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
@@ -68,50 +73,81 @@ def apply_analogy(
     return apply(_state(target_synthetic), vector, float(lam))
 
 
+def ensemble_method(method: str) -> Method:
+    """The merge method ``method``, which must combine task vectors (``ConfigError`` otherwise)."""
+    m = METHODS.get(method)
+    if m is None or m.layout != "deltas":
+        ok = ", ".join(x.name for x in METHODS.values() if x.layout == "deltas")
+        raise ConfigError(f"unknown ensemble method {method!r}: not a merge method that combines task vectors "
+                          f"(choose one of {ok})")
+    return m
+
+
+def ensemble_parameters(method: str, density: float | None = None) -> dict:
+    """The merge ``parameters`` of an ensemble by ``method``, checked against what the merge method declares
+    (``merge.kernels``): the method combines task vectors, it takes ``density`` exactly when it sparsifies
+    (then it is required, and in the method's range). ``ConfigError`` says which. Every ensemble is
+    normalized by the sum of the weights (1 each): ``task_arithmetic`` is the mean."""
+    m = ensemble_method(method)
+    param = m.param("density")
+    if param is None and density is not None:
+        raise ConfigError(f"method {method} takes no density (it keeps every entry; its parameters: {m.param_names()})")
+    if param is not None and density is None:
+        raise ConfigError(f"method {method} needs a density ({param.allowed()}): the fraction of entries kept")
+    reason = param.check(density) if param is not None else None
+    if reason is not None:
+        raise ConfigError(f"density of method {method} {reason}")
+    return {"normalize": True} | ({"density": density} if density is not None else {})
+
+
+def ensemble_vector_file(
+    members: Sequence[str | os.PathLike], out: str | os.PathLike, method: str = "task_arithmetic",
+    density: float | None = None, seed: int = 0,
+) -> Path:
+    """Combine the task-vector files ``members`` (pair vectors v_1..v_M, same names and shapes) into the
+    task-vector file ``out`` with the merge preset ``method`` (``merge()`` of ``vector:`` entries, streamed;
+    an existing ``out`` is replaced). Parameters: ``ensemble_parameters``; DARE masks are seeded from
+    ``seed``, the tensor name, the member's position and the chunk. The members may come from different bases
+    (each pair has its own θ_A): the ensemble records a base fingerprint only when they all agree. Provenance:
+    ``{"kind": "ensemble", "method": ..., "inputs": [member paths], "density": ..., "seed": ...}``."""
+    from asr_analogy.merge import merge
+
+    config = {
+        "merge_method": method,
+        "models": [{"vector": str(p)} for p in members],
+        "parameters": ensemble_parameters(method, density),
+        "seed": seed,
+        "allow_other_base": True,
+    }
+    made = {"kind": "ensemble"} | ({"density": density, "seed": seed} if density is not None else {})
+    return merge(config, out, force=True, progress=False, provenance=made)
+
+
 def ensemble_vector(
     vectors: Sequence[Mapping[str, torch.Tensor]],
     method: str = "task_arithmetic",
     density: float | None = None,
     seed: int = 0,
-) -> Vector:
-    """Combine pair vectors v_1..v_M (same names and shapes) into one.
+) -> TaskVector:
+    """Combine in-memory pair vectors v_1..v_M (same names and shapes) into one, through the merge kernel
+    (``ensemble_vector_file`` on copies written to a temporary directory).
 
     ``task_arithmetic``: (1/M)·Σ v_i. ``ties``: each v_i trimmed to its ``density`` largest-magnitude entries,
     then per entry the elected sign (sum of mass) and the mean of the agreeing entries. ``dare_linear``: each
     entry of v_i kept with probability ``density`` and divided by it, then the mean. ``dare_ties``: DARE drop,
-    then TIES sign consensus. DARE masks come from a generator seeded with ``seed``, tensors in name order.
+    then TIES sign consensus. Any other merge preset that combines deltas works too (``ensemble_parameters``).
     """
-    if method not in ENSEMBLE_METHODS:
-        raise MergeError(f"unknown ensemble method {method!r}; choose one of {', '.join(ENSEMBLE_METHODS)}")
     if not vectors:
         raise MergeError("an ensemble needs at least one vector")
-    names = set(vectors[0])
-    for i, v in enumerate(vectors[1:], 1):
-        if set(v) != names:
-            diff = sorted(set(v) ^ names)
-            raise MergeError(f"ensemble vector {i} differs from vector 0 in tensor names, e.g. {diff[0]!r}")
-    if method != "task_arithmetic" and density is None:
-        raise MergeError(f"ensemble method {method!r} needs a density in (0, 1]")
-    gen = torch.Generator().manual_seed(seed)
-    weights = [1.0] * len(vectors)
-    out: dict[str, torch.Tensor] = {}
-    for name in sorted(names):
-        deltas = [v[name] for v in vectors]
-        for i, d in enumerate(deltas):
-            if d.shape != deltas[0].shape:
-                raise MergeError(f"tensor {name!r}: shape {list(d.shape)} in ensemble vector {i} but {list(deltas[0].shape)} in vector 0")
-        if method == "task_arithmetic":
-            out[name] = combine_deltas(deltas, weights, normalize=True)
-        elif method == "ties":
-            out[name] = combine_deltas([magnitude(d, density) for d in deltas], weights, consensus="sum", normalize=True)
-        elif method == "dare_linear":
-            out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, normalize=True)
-        else:  # dare_ties
-            out[name] = combine_deltas([dare(d, density, gen) for d in deltas], weights, consensus="sum", normalize=True)
-    bases = {getattr(v, "base_fingerprint", None) for v in vectors}
-    base = bases.pop() if len(bases) == 1 else None
+    ensemble_parameters(method, density)
+    with tempfile.TemporaryDirectory(prefix="ensemble-") as tmp:
+        paths = []
+        for i, v in enumerate(vectors):
+            tv = v if isinstance(v, TaskVector) else TaskVector(v, None, "tensors")
+            paths.append(tv.save(Path(tmp) / f"member-{i}.safetensors"))
+        merged = TaskVector.load(ensemble_vector_file(paths, Path(tmp) / "ensemble.safetensors", method, density, seed))
     params = {"method": method, "members": len(vectors)} | ({"density": density, "seed": seed} if density else {})
-    return TaskVector(out, base, f"ensemble:{method}", {"kind": "ensemble", **params})
+    return TaskVector(merged.tensors, merged.base_fingerprint, f"ensemble:{method}", {"kind": "ensemble", **params})
 
 
 def vector_stats(vector: Mapping[str, torch.Tensor], other: Mapping[str, torch.Tensor] | None = None) -> dict:

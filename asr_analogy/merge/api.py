@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -28,12 +28,15 @@ def merge(
     progress: bool = True,
     chunk_elements: int | None = None,
     threads: int | None = 1,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Merge checkpoints as described by a config (YAML path, mapping or ``MergeConfig``) into ``out_dir``.
 
     Streams tensor by tensor (peak memory O(models x chunk)), writes shards of at most ``shard_size``
     atomically, copies config/tokenizer files from the base (or ``copy_files_from``) and records the config
-    as ``merge_config.yaml``. ``device``: "cpu", "cuda", "cuda:N" or "auto". ``threads``: torch threads for
+    as ``merge_config.yaml``. A merge of ``vector:`` entries only writes a task vector (``out`` a
+    ``.safetensors`` file or a directory; see ``merge.config``); ``provenance`` adds to (or replaces) entries
+    of the provenance it records (e.g. ``{"kind": "ensemble"}``). ``device``: "cpu", "cuda", "cuda:N" or "auto". ``threads``: torch threads for
     the CPU arithmetic (the default 1 leaves the other cores to the background writer and to other jobs;
     None keeps torch's setting); ``chunk_elements``: entries per streamed chunk (default 2^18 on CPU). ``dtype`` (overrides the config's
     ``dtype``): inputs are converted to it and merged in it, and it is the output dtype unless ``out_dtype``.
@@ -51,7 +54,7 @@ def merge(
     odtype = parse_dtype(out_dtype, "out_dtype") or cfg.torch_out_dtype
     streamer = Streamer(dev, chunk_elements)
     with torch_threads(threads if dev.type == "cpu" else None), ExitStack() as stack:
-        plan = plan_merge(cfg, stack, compute_dtype=cdtype, out_dtype=odtype, source=source)
+        plan = plan_merge(cfg, stack, compute_dtype=cdtype, out_dtype=odtype, source=source, provenance=provenance)
         by_name = {t.name: t for t in plan.tensors}
         return stream_to_checkpoint(
             out_dir,
@@ -67,7 +70,10 @@ def merge(
 
 
 def _produce(tp: TensorPlan, streamer: Streamer):
-    """The chunks of one planned output tensor: its method's kernel, or the anchor's tensor copied."""
+    """The chunks of one planned output tensor: its method's kernel, or the anchor's tensor copied (zeros in
+    a merge of task vectors only: a tensor left out of the merge does not move)."""
+    if tp.method is None and tp.delta_only:
+        return (streamer.ring(b - a, tp.out_dtype).zero_() for a, b in streamer.ranges(tp.anchor.reader.numel(tp.name)))
     if tp.method is None:
         return streamer.copy(tp.name, tp.anchor, tp.out_dtype)
     return tp.method.kernel(tp, streamer)

@@ -33,6 +33,7 @@ Extensions (not in mergekit)::
       - pattern: 'embed_tokens'     # precedence over every other setting (shared and per-model)
         parameters: {lambda: 0.0}
     copy_files_from: path           # where config/tokenizer files come from (default: the base / C model)
+    allow_other_base: false         # true: merge task vectors recorded against another base (see below)
     analogy: {a: A, b: B, c: C, lambda: 0.5}        # theta_C + lambda * (theta_B - theta_A)
     analogy:                                        # several pairs, combined by a kernel preset
       c: C
@@ -40,6 +41,24 @@ Extensions (not in mergekit)::
       lambda: 0.5
       method: ties                  # task_arithmetic (mean of the pair vectors) ties dare_linear ...
       density: 0.5
+
+Task vectors as inputs (methods that combine deltas: task_arithmetic, ties, dare_linear, dare_ties,
+magnitude_prune, breadcrumbs, breadcrumbs_ties). An entry ``vector: PATH`` names a task-vector file
+(``merge.task_vector``'s format, e.g. from ``asr-analogy vector``); its tensors are that term's delta as they
+are, nothing is subtracted::
+
+    merge_method: ties
+    models:                         # no base_model: the output is a task-vector file, the combined deltas
+      - vector: vectors/voice-a.safetensors
+      - vector: vectors/voice-b.safetensors
+    parameters: {density: 0.5}
+
+With ``base_model`` (vector and model entries may be mixed) the output is the model base + lambda * combine(...).
+Every vector's recorded base fingerprint must agree with the other vectors' and with the base's; a mismatch is
+an error unless ``allow_other_base: true`` (then the output vector records no base when they disagree). A
+vector holds every floating-point tensor of the base (its other tensors are copied from the base). Output
+of vectors only: metadata ``asr_analogy_kind=task_vector`` with provenance ``{"kind": "merge", "method": ...,
+"inputs": [...]}``, written as one ``.safetensors`` file when ``out`` ends so, else as a directory.
 
 Unknown keys are errors that name the key and the file; mergekit features this toolkit does not implement
 (``slices``, ``modules``, ``tokenizer``, ``tokenizer_source`` other than ``base``, ``chat_template``, LoRA
@@ -112,15 +131,30 @@ Setting = Union[ScalarOrGradient, Condition, list[Condition]]
 
 
 class ModelEntry(_Strict):
-    model: str
+    """One input: a model (``model:``, merged as model - base) or a task-vector file (``vector:``, used as
+    the delta itself)."""
+
+    model: str | None = None
+    vector: str | None = None
     parameters: dict[str, Setting] | None = None
 
-    @field_validator("model", mode="before")
+    @field_validator("model", "vector", mode="before")
     @classmethod
     def _model_str(cls, v):
         if isinstance(v, dict):
             raise ValueError("model references must be a path or hub id string (LoRA/dict references are not supported)")
         return v
+
+    @model_validator(mode="after")
+    def _one_ref(self):
+        if (self.model is None) == (self.vector is None):
+            raise ValueError("give either model: PATH or vector: PATH (a task-vector file)")
+        return self
+
+    @property
+    def ref(self) -> str:
+        """The path (or hub id) as written: the model's or the vector's."""
+        return self.model if self.model is not None else self.vector
 
 
 class Override(_Strict):
@@ -186,6 +220,7 @@ class MergeConfig(_Strict):
     exclude: list[str] | None = None
     overrides: list[Override] | None = None
     copy_files_from: str | None = None
+    allow_other_base: bool = False
     analogy: AnalogySpec | None = None
     # Set by the loader: where relative model paths are also looked up.
     config_dir: str | None = Field(default=None, exclude=True)
@@ -235,12 +270,17 @@ class MergeConfig(_Strict):
         if self.merge_method not in METHODS:
             raise ValueError(f"merge_method {self.merge_method!r} is not supported (choose one of {', '.join(METHODS)})")
         method = METHODS[self.merge_method]
-        if method.needs_base and not self.base_model:
-            raise ValueError(f"merge_method {self.merge_method} needs base_model")
+        vectors = [m.vector for m in self.models if m.vector is not None]
+        if vectors and method.layout != "deltas":
+            ok = ", ".join(m.name for m in METHODS.values() if m.layout == "deltas")
+            raise ValueError(f"vector {vectors[0]!r}: merge_method {method.name} merges models, not task vectors "
+                             f"(vectors are combined by {ok})")
+        if method.needs_base and not self.base_model and len(vectors) < len(self.models):
+            raise ValueError(f"merge_method {self.merge_method} needs base_model (or vector: entries only)")
         for m in self.models:
-            if "+" in m.model and not Path(m.model).exists():
+            if m.model is not None and "+" in m.model and not Path(m.model).exists():
                 raise ValueError(f"model {m.model!r}: LoRA references (model+lora) are not supported")
-        names = [m.model for m in self.models]
+        names = [m.ref for m in self.models]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"model {dup[0]!r} is listed more than once")
@@ -282,7 +322,7 @@ def _parameter_blocks(cfg: MergeConfig) -> list[tuple[str, dict | None, str | No
         blocks += [(f"analogy.pairs[{i}]", {"weight": p.weight}, f"pair {i + 1}") for i, p in enumerate(an.pairs)]
     else:
         blocks = [("parameters", cfg.parameters, None)]
-        blocks += [(f"models[{i}].parameters", m.parameters, m.model) for i, m in enumerate(cfg.models or [])]
+        blocks += [(f"models[{i}].parameters", m.parameters, m.ref) for i, m in enumerate(cfg.models or [])]
     blocks += [(f"overrides[{i}].parameters", o.parameters, None) for i, o in enumerate(cfg.overrides or [])]
     return blocks
 

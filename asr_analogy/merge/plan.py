@@ -2,7 +2,10 @@
 values of its method's parameters (``plan_merge``), before anything is read or written.
 
 Checks here: every input has the anchor's (base's) tensor names, shapes and dtypes (``check_compatible``),
-and every parameter the method needs has a value for every tensor. Parameter values are looked up per tensor:
+task-vector inputs (``vector:`` entries) hold the base's floating-point tensors and were recorded against the
+same base (``common_base_fingerprint``), and every parameter the method needs has a value for every tensor.
+A merge of task vectors only has no base: its anchor is the first vector, and its output is the combined
+delta itself (``TensorPlan.delta_only``), written as a task vector. Parameter values are looked up per tensor:
 an override whose pattern matches the name, then the model's ``parameters`` (per-model parameters), then the
 top-level ``parameters``, then the method's default.
 """
@@ -13,7 +16,7 @@ import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -23,6 +26,7 @@ from asr_analogy.merge.config import MergeConfig, evaluate_setting, layer_positi
 from asr_analogy.merge.methods import METHODS
 from asr_analogy.merge.params import Method, Param
 from asr_analogy.merge.stream import Input
+from asr_analogy.merge.vector_format import check_vector_metadata, common_base_fingerprint, vector_metadata
 
 
 @dataclass
@@ -50,6 +54,7 @@ class TensorPlan:
     out_dtype: torch.dtype
     seed: int = 0
     source: str = "<config>"
+    delta_only: bool = False  # the output is the combined delta (a task vector); the anchor is not added
 
 
 @dataclass
@@ -59,7 +64,7 @@ class MergePlan:
     method: Method
     anchor: Input
     tensors: list[TensorPlan]
-    copy_files_from: Path
+    copy_files_from: Path | None
     metadata: dict[str, str]
 
     @property
@@ -84,9 +89,14 @@ def open_inputs(refs: Sequence[str], stack: ExitStack, config_dir=None) -> dict[
     return out
 
 
-def check_compatible(anchor: Input, others: Sequence[Input], *, allow_dtype_mismatch: bool = False, role: str = "base") -> None:
-    """Same tensor names, shapes and dtypes as ``anchor``; raises ``MergeError`` naming model and tensor."""
-    names = set(anchor.reader.names())
+def check_compatible(anchor: Input, others: Sequence[Input], *, allow_dtype_mismatch: bool = False, role: str = "base",
+                     vectors: bool = False) -> None:
+    """Same tensor names, shapes and dtypes as ``anchor``; raises ``MergeError`` naming model and tensor.
+    ``vectors``: the others are task vectors of the model ``anchor``: they hold its floating-point tensors
+    only, with its shapes, in any floating dtype."""
+    reader = anchor.reader
+    order = [n for n in reader.names() if reader.dtype(n).is_floating_point] if vectors else reader.names()
+    names, what = set(order), "vector" if vectors else "model"
     for inp in others:
         if inp.reader is anchor.reader:
             continue
@@ -94,23 +104,23 @@ def check_compatible(anchor: Input, others: Sequence[Input], *, allow_dtype_mism
         missing = sorted(names - theirs, key=natural_key)
         if missing:
             raise MergeError(
-                f"model {inp.describe()} has no tensor {missing[0]!r}, which {role} {anchor.describe()} has "
+                f"{what} {inp.describe()} has no tensor {missing[0]!r}, which {role} {anchor.describe()} has "
                 f"({len(missing)} tensor(s) missing)"
             )
         extra = sorted(theirs - names, key=natural_key)
         if extra:
             raise MergeError(
-                f"model {inp.describe()} has tensor {extra[0]!r}, which {role} {anchor.describe()} lacks "
-                f"({len(extra)} extra tensor(s))"
+                f"{what} {inp.describe()} has tensor {extra[0]!r}, which {role} {anchor.describe()} lacks "
+                f"({len(extra)} extra {'floating-point ' if vectors else ''}tensor(s))"
             )
-        for name in anchor.reader.names():
+        for name in order:
             a, b = anchor.reader.shape(name), inp.reader.shape(name)
             if a != b:
-                raise MergeError(f"tensor {name!r}: shape {list(b)} in model {inp.describe()} but {list(a)} in {role} {anchor.describe()}")
+                raise MergeError(f"tensor {name!r}: shape {list(b)} in {what} {inp.describe()} but {list(a)} in {role} {anchor.describe()}")
             da, db = anchor.reader.dtype(name), inp.reader.dtype(name)
-            if da != db and not (allow_dtype_mismatch and da.is_floating_point and db.is_floating_point):
+            if da != db and not ((allow_dtype_mismatch or vectors) and da.is_floating_point and db.is_floating_point):
                 hint = " (set dtype: to merge models stored in different precisions)" if da.is_floating_point and db.is_floating_point else ""
-                raise MergeError(f"tensor {name!r}: dtype {db} in model {inp.describe()} but {da} in {role} {anchor.describe()}{hint}")
+                raise MergeError(f"tensor {name!r}: dtype {db} in {what} {inp.describe()} but {da} in {role} {anchor.describe()}{hint}")
 
 
 def compute_dtype_for(stored: torch.dtype, explicit: torch.dtype | None) -> torch.dtype:
@@ -176,12 +186,27 @@ def _selected(name: str, include, exclude) -> bool:
     return True
 
 
-def _analogy_layout(cfg: MergeConfig, stack: ExitStack):
-    """(method, anchor, inputs read, terms, global params, per-model params, role) of an ``analogy:`` config."""
+@dataclass
+class _Layout:
+    """What a config merges: its method, the anchor (base, or C of an analogy), the models read besides
+    (checked against the anchor), the terms, the parameter settings and the task-vector inputs."""
+
+    method: Method
+    anchor: Input
+    others: list[Input]
+    terms: list[Term]
+    global_params: dict
+    model_params: dict
+    role: str = "base"
+    vectors: list[Input] = field(default_factory=list)
+    delta_only: bool = False
+
+
+def _analogy_layout(cfg: MergeConfig, stack: ExitStack) -> _Layout:
+    """The layout of an ``analogy:`` config: one term theta_B_i - theta_A_i per pair, anchored at C."""
     an = cfg.analogy
     refs = [an.c] + [r for p in an.pairs for r in (p.a, p.b)]
     inputs = open_inputs(refs, stack, cfg.config_dir)
-    anchor = inputs[an.c]
     terms = [Term(f"pair {i + 1}", inputs[p.b], inputs[p.a]) for i, p in enumerate(an.pairs)]
     global_params = {"lambda": an.lambda_, "normalize": True if an.normalize is None else an.normalize}
     for key in ("density", "gamma", "rescale", "consensus"):
@@ -189,51 +214,74 @@ def _analogy_layout(cfg: MergeConfig, stack: ExitStack):
             global_params[key] = getattr(an, key)
     model_params = {f"pair {i + 1}": {"weight": p.weight} for i, p in enumerate(an.pairs)}
     others = [x for t in terms for x in (t.plus, t.minus)]
-    return METHODS[an.method], anchor, others, terms, global_params, model_params, "model C"
+    return _Layout(METHODS[an.method], inputs[an.c], others, terms, global_params, model_params, "model C")
 
 
-def _models_layout(cfg: MergeConfig, stack: ExitStack, source: str):
-    """The same for a ``models:`` config: terms are model - base ("deltas"), else the models are the inputs."""
+def _models_layout(cfg: MergeConfig, stack: ExitStack, source: str) -> _Layout:
+    """The layout of a ``models:`` config: terms are model - base or a vector file as it is ("deltas"), else
+    the models themselves are the inputs."""
     method = METHODS[cfg.merge_method]
-    refs = ([cfg.base_model] if cfg.base_model else []) + [m.model for m in cfg.models]
+    refs = ([cfg.base_model] if cfg.base_model else []) + [m.ref for m in cfg.models]
     inputs = open_inputs(refs, stack, cfg.config_dir)
     base = inputs[cfg.base_model] if cfg.base_model else None
     global_params = dict(cfg.parameters or {})
-    model_params = {m.model: (m.parameters or {}) for m in cfg.models}
+    model_params = {m.ref: (m.parameters or {}) for m in cfg.models}
     if method.layout == "models":
         order = [m.model for m in cfg.models]
         if cfg.base_model and not any(inputs[r].path.resolve() == base.path.resolve() for r in order):
             order.append(cfg.base_model)  # mergekit averages the base too, with its (global) weight
         others = [inputs[r] for r in order]
-        return method, base or others[0], others, [], global_params, model_params, "base"
-    non_base = [m.model for m in cfg.models if inputs[m.model].path.resolve() != base.path.resolve()]
-    if method.layout == "pair" and len(non_base) != 1:
-        raise ConfigError(f"{source}: {method.name} needs base_model and exactly one other model, got {len(non_base)}")
-    terms = [Term(r, inputs[r], base) for r in non_base]
-    return method, base, [inputs[r] for r in non_base], terms, global_params, model_params, "base"
+        return _Layout(method, base or others[0], others, [], global_params, model_params)
+    vectors = [inputs[m.vector] for m in cfg.models if m.vector is not None]
+    for v in vectors:
+        check_vector_metadata(v.reader.metadata(), v.describe())
+    terms = []
+    for m in cfg.models:
+        if m.vector is not None:
+            terms.append(Term(m.ref, inputs[m.ref], None))
+        elif inputs[m.ref].path.resolve() != base.path.resolve():
+            terms.append(Term(m.ref, inputs[m.ref], base))
+    if method.layout == "pair" and len(terms) != 1:
+        raise ConfigError(f"{source}: {method.name} needs base_model and exactly one other model, got {len(terms)}")
+    models = [t.plus for t in terms if t.minus is not None]
+    if base is None:  # vectors only: the output is their combination, itself a task vector
+        return _Layout(method, vectors[0], models, terms, global_params, model_params, "vector", vectors, True)
+    return _Layout(method, base, models, terms, global_params, model_params, "base", vectors)
+
+
+def _check_vectors(cfg: MergeConfig, layout: _Layout) -> str:
+    """Vector inputs hold the anchor's floating-point tensors and were recorded against one base (and the
+    base, when there is one). Returns the base fingerprint they share ("" when unknown)."""
+    anchor, vectors = layout.anchor, layout.vectors
+    check_compatible(anchor, vectors, role=layout.role, vectors=True)
+    recorded = [(v.describe(), v.reader.metadata().get("base_fingerprint", "")) for v in vectors]
+    base = None
+    if not layout.delta_only and not cfg.allow_other_base and any(fp for _, fp in recorded):
+        base = (anchor.describe(), anchor.reader.fingerprint())
+    return common_base_fingerprint(recorded, base, allow_other_base=cfg.allow_other_base)
 
 
 def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype | None = None,
-               out_dtype: torch.dtype | None = None, source: str = "<config>") -> MergePlan:
+               out_dtype: torch.dtype | None = None, source: str = "<config>",
+               provenance: Mapping[str, Any] | None = None) -> MergePlan:
     """Open the inputs of ``cfg`` (closed with ``stack``), check them against the anchor (the base, or C of an
     analogy) and plan every output tensor. ``compute_dtype``/``out_dtype``: explicit dtypes (None: from the
-    inputs). Raises ``MergeError``/``ConfigError`` before anything is computed."""
-    if cfg.analogy is not None:
-        method, anchor, others, terms, global_params, model_params, role = _analogy_layout(cfg, stack)
-    else:
-        method, anchor, others, terms, global_params, model_params, role = _models_layout(cfg, stack, source)
-    check_compatible(anchor, others, allow_dtype_mismatch=compute_dtype is not None, role=role)
+    inputs). ``provenance``: entries added to a task-vector output's provenance. Raises ``MergeError``/``ConfigError`` before anything is computed."""
+    layout = _analogy_layout(cfg, stack) if cfg.analogy is not None else _models_layout(cfg, stack, source)
+    method, anchor, terms = layout.method, layout.anchor, layout.terms
+    check_compatible(anchor, layout.others, allow_dtype_mismatch=compute_dtype is not None, role=layout.role)
+    base_fingerprint = _check_vectors(cfg, layout) if layout.vectors else ""
 
     names = anchor.reader.names()
     overrides = [(o.pattern, o.parameters) for o in (cfg.overrides or [])]
-    resolver = Resolver(source, method, global_params, model_params, overrides, layer_positions(names))
+    resolver = Resolver(source, method, layout.global_params, layout.model_params, overrides, layer_positions(names))
     if method.layout == "deltas":
         inputs = [anchor] + [x for t in terms for x in (t.plus, t.minus) if x is not None]
         keys = [t.key for t in terms]
     elif method.layout == "pair":
-        inputs, keys = [anchor, others[0]], []
+        inputs, keys = [anchor, layout.others[0]], []
     else:
-        inputs, keys = others, [i.label for i in others]
+        inputs, keys = layout.others, [i.label for i in layout.others]
 
     tensors = []
     for name in names:
@@ -243,7 +291,12 @@ def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype
         tensors.append(TensorPlan(
             name, method if merged else None, anchor, inputs if merged else [anchor], terms if merged else [],
             resolver.params(name, keys) if merged else {}, compute_dtype_for(stored, compute_dtype), odt,
-            seed=cfg.seed, source=source))
+            seed=cfg.seed, source=source, delta_only=layout.delta_only))
     copy_from = resolve_model(cfg.copy_files_from, cfg.config_dir) if cfg.copy_files_from else anchor.path
-    metadata = {"merge_method": f"analogy/{cfg.analogy.method}" if cfg.analogy else method.name}
+    if layout.delta_only:
+        made = {"kind": "merge", "method": method.name, "inputs": [t.key for t in terms], **(provenance or {})}
+        metadata = vector_metadata(f"merge:{method.name}", base_fingerprint, len(tensors), provenance=made)
+        copy_from = copy_from if cfg.copy_files_from else None
+    else:
+        metadata = {"merge_method": f"analogy/{cfg.analogy.method}" if cfg.analogy else method.name}
     return MergePlan(method, anchor, tensors, copy_from, metadata)

@@ -13,8 +13,10 @@ holding tau = theta_finetuned - theta_base for every floating-point tensor, with
 | provenance            | JSON object saying how it was made (e.g. ``{"kind": "syn2real",       |
 |                       | "A": ..., "B": ...}``); ``{}`` when nothing more is known              |
 
-Every task vector this package writes uses this format: ``vector``, ``TaskVector.save``, the syn2real recipe's
-pair and ensemble vectors. ``apply_vector`` (``asr-analogy apply-vector``) and ``TaskVector.load`` read all of them.
+Every task vector this package writes uses this format: ``vector``, ``TaskVector.save``, ``merge`` of vector
+inputs only (provenance ``{"kind": "merge", "method": ..., "inputs": [...]}``), the syn2real recipe's pair and
+ensemble vectors. ``apply_vector`` (``asr-analogy apply-vector``), ``TaskVector.load`` and ``merge`` (a
+``vector:`` entry) read all of them. Reading and writing the metadata lives in ``merge.vector_format``.
 
 ``apply_vector`` refuses a base whose fingerprint differs unless ``allow_other_base`` is set (the analogy
 theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A to model C).
@@ -22,7 +24,6 @@ theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping as MappingABC
 from contextlib import ExitStack
@@ -31,30 +32,18 @@ from typing import Iterator, Mapping
 
 import torch
 
-from asr_analogy.errors import CheckpointError, MergeError
+from asr_analogy.errors import MergeError
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
 from asr_analogy.merge.config import parse_dtype
 from asr_analogy.merge.plan import check_compatible
 from asr_analogy.merge.stream import Input, Streamer, refuse_existing, resolve_device, stream_to_checkpoint
+from asr_analogy.merge.vector_format import (  # noqa: F401 - the format's public names, re-exported
+    is_task_vector_file,
+    read_vector_metadata,
+    vector_metadata,
+    vector_provenance,
+)
 from asr_analogy.ops import vectors as vec_ops
-
-KIND = "task_vector"
-
-
-def vector_metadata(
-    method: str, base_fingerprint: str | None, count: int, *, finetuned_fingerprint: str | None = None,
-    provenance: Mapping[str, object] | None = None,
-) -> dict[str, str]:
-    """The ``__metadata__`` of a task-vector file (keys in the module docstring)."""
-    return {
-        "asr_analogy_kind": KIND,
-        "method": method,
-        "base_fingerprint": base_fingerprint or "",
-        "finetuned_fingerprint": finetuned_fingerprint or "",
-        "tensor_count": str(count),
-        "provenance": json.dumps(dict(provenance or {}), sort_keys=True),
-    }
-
 
 def _vector_dtype(stored: torch.dtype, explicit: torch.dtype | None) -> torch.dtype:
     """Explicit dtype, else float32 for half-precision models (their differences are exact in float32)."""
@@ -97,33 +86,6 @@ def vector(
                                    finetuned_fingerprint=ft.reader.fingerprint(),
                                    provenance={"finetuned": str(finetuned), "base": str(base)})
         return stream_to_checkpoint(out, specs, produce, force=force, shard_size=shard_size, metadata=metadata, progress=progress, desc="vector")
-
-
-def read_vector_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata of a saved task vector; ``CheckpointError`` when ``path`` is not one."""
-    with CheckpointReader(path) as reader:
-        meta = reader.metadata()
-    if meta.get("asr_analogy_kind") != KIND:
-        raise CheckpointError(f"{path}: not a task vector (no asr_analogy_kind=task_vector in its metadata)")
-    return meta
-
-
-def is_task_vector_file(path: str | os.PathLike) -> bool:
-    """True when ``path`` exists and is a task vector in this module's format (older files are not)."""
-    try:
-        read_vector_metadata(path)
-    except CheckpointError:
-        return False
-    return True
-
-
-def vector_provenance(meta: Mapping[str, str]) -> dict:
-    """The ``provenance`` object of a vector's metadata (``{}`` when absent or unreadable)."""
-    try:
-        value = json.loads(meta.get("provenance") or "{}")
-    except json.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def apply_vector(

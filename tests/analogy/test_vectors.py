@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -10,13 +12,15 @@ from asr_analogy.analogy.vectors import (
     LambdaModel,
     apply_analogy,
     ensemble_vector,
+    ensemble_vector_file,
     load_vector,
     save_analogy_model,
     save_vector,
     syn2real_vector,
     vector_stats,
 )
-from asr_analogy.errors import CheckpointError, MergeError
+from asr_analogy.errors import CheckpointError, ConfigError, MergeError
+from asr_analogy.merge.task_vector import TaskVector
 
 
 def t(*xs):
@@ -89,12 +93,42 @@ def test_ensemble_dare_keeps_or_rescales_each_entry():
 
 
 def test_ensemble_errors():
-    with pytest.raises(MergeError, match="density"):
+    with pytest.raises(ConfigError, match="method ties needs a density"):
         ensemble_vector([{"w": t(1.0)}], "ties")
-    with pytest.raises(MergeError, match="tensor names"):
+    with pytest.raises(ConfigError, match="method task_arithmetic takes no density"):
+        ensemble_vector([{"w": t(1.0)}], "task_arithmetic", density=0.5)
+    with pytest.raises(ConfigError, match=r"density of method dare_ties must be a number in \(0, 1\], got 1.5"):
+        ensemble_vector([{"w": t(1.0)}], "dare_ties", density=1.5)
+    with pytest.raises(MergeError, match=r"vector .*member-1.safetensors has no tensor 'w'"):
         ensemble_vector([{"w": t(1.0)}, {"u": t(1.0)}])
-    with pytest.raises(MergeError, match="unknown ensemble method"):
+    with pytest.raises(ConfigError, match="unknown ensemble method 'median'"):
         ensemble_vector([{"w": t(1.0)}], "median")
+    with pytest.raises(ConfigError, match="unknown ensemble method 'linear'"):  # merges models, not vectors
+        ensemble_vector([{"w": t(1.0)}], "linear")
+
+
+def test_ensemble_file_is_the_mean_of_the_member_files(tmp_path):
+    # the recipe's path: member vector files on disk, combined by merge() into a task-vector file
+    v1 = TaskVector({"w": t(1.0, -2.0, 0.5), "b": t(4.0)}, "fp-a", "B - A")
+    v2 = TaskVector({"w": t(3.0, 2.0, 0.25), "b": t(-1.0)}, "fp-b", "B - A")  # another pair: another base A
+    paths = [v1.save(tmp_path / "v1.safetensors"), v2.save(tmp_path / "v2.safetensors")]
+    out = ensemble_vector_file(paths, tmp_path / "ens.safetensors")
+    ens = TaskVector.load(out)
+    assert_close(ens["w"], t(2.0, 0.0, 0.375), rtol=0, atol=0)  # (v1 + v2) / 2, by hand
+    assert_close(ens["b"], t(1.5), rtol=0, atol=0)
+    assert ens.base_fingerprint is None  # the members' bases differ: none recorded
+    assert ens.provenance == {"kind": "ensemble", "method": "task_arithmetic", "inputs": [str(p) for p in paths]}
+
+
+def test_ensemble_through_the_kernel_equals_the_direct_mean_bitwise(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    vs = [{"w": torch.randn(700, 500, generator=g), "b": torch.randn(33, generator=g)} for _ in range(3)]
+    ens = ensemble_vector(vs)  # 350k entries: several streamed chunks
+    for name in ("w", "b"):
+        direct = vs[0][name] + vs[1][name]
+        direct += vs[2][name]
+        direct /= torch.tensor(3.0)
+        assert torch.equal(ens[name], direct)
 
 
 def test_vector_stats_by_hand():
@@ -157,3 +191,22 @@ def test_save_analogy_model_writes_a_loadable_directory(tmp_path, tiny_base):
     other = "model.encoder.layer_norm.weight"
     assert torch.equal(d[other], c[other])
     assert (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("ensemble, message", [
+    ({"method": "task_arithmetic", "density": 0.5},
+     r"key 'ensemble.density': method task_arithmetic takes no density"),
+    ({"method": "ties"}, r"key 'ensemble.density': method ties needs a density \(a number in \(0, 1\]\)"),
+    ({"method": "dare_linear", "density": 0}, r"key 'ensemble.density': density of method dare_linear must be a number in \(0, 1\], got 0"),
+    ({"method": "slerp"}, r"key 'ensemble.method': unknown ensemble method 'slerp'"),
+])
+def test_recipe_config_checks_the_ensemble_against_the_merge_method(tmp_path, ensemble, message):
+    from asr_analogy.analogy.config import load_recipe_config
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps({"name": "x", "domains": {"targets": ["t"]}, "ensemble": ensemble}))
+    with pytest.raises(ConfigError, match=message):
+        load_recipe_config(path)
+    ok = {"method": "dare_ties", "density": 0.3}
+    path.write_text(json.dumps({"name": "x", "domains": {"targets": ["t"]}, "ensemble": ok}))
+    assert load_recipe_config(path).ensemble.density == 0.3

@@ -1,5 +1,6 @@
-"""Stage ``vectors``: θ_B − θ_A of every analogy (target and pseudo-targets) and the ensembles, under
-``vectors/`` with ``index.json`` (norms, cosines). A vector's id hashes the fingerprints of the models it is
+"""Stage ``vectors``: θ_B − θ_A of every analogy (target and pseudo-targets) and the ensembles (the member
+vector files combined by ``merge()``, ``analogy.vectors.ensemble_vector_file``), under ``vectors/`` with
+``index.json`` (norms, cosines). A vector's id hashes the fingerprints of the models it is
 made from, so a vector whose id is in the index and on disk is never recomputed."""
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ def describe(ctx: RecipeContext) -> list[str]:
 
 
 def run(ctx: RecipeContext) -> dict:
-    from asr_analogy.analogy.vectors import ensemble_vector, load_vector, save_vector, syn2real_vector, vector_stats
-    from asr_analogy.merge.task_vector import is_task_vector_file
+    from asr_analogy.analogy.vectors import ensemble_vector_file, load_vector, save_vector, syn2real_vector, vector_stats
+    from asr_analogy.merge.task_vector import is_task_vector_file, read_vector_metadata, vector_provenance
 
     plan = ctx.plan()
     index_path = ctx.out / "vectors" / "index.json"
@@ -29,6 +30,13 @@ def run(ctx: RecipeContext) -> dict:
 
     def is_stored(vector_id: str) -> bool:
         return vector_id in index and is_task_vector_file(ctx.vector_path(vector_id))
+
+    def ensemble_is_stored(vector_id: str) -> bool:
+        """Stored, and combined by the merge kernel, which records its inputs (ensembles of earlier versions,
+        whose DARE masks were drawn differently, are recomputed)."""
+        if not is_stored(vector_id):
+            return False
+        return "inputs" in vector_provenance(read_vector_metadata(ctx.vector_path(vector_id)))
 
     def pair_vector(a: str, b: str) -> tuple[str, dict]:
         vector_id = ctx.pair_id(a, b)
@@ -44,10 +52,11 @@ def run(ctx: RecipeContext) -> dict:
     for suite in [s for tp in plan.targets for s in [tp.main, *tp.pseudo]]:
         ensemble_id = ctx.suite_vectors(suite)["ensemble"]
         _, main = pair_vector(suite.A, suite.B)
-        if ensemble_id and not is_stored(ensemble_id):
+        if ensemble_id and not ensemble_is_stored(ensemble_id):
             members = [(label, *pair_vector(a, b)) for label, a, b in suite.ensemble]
-            ensemble = ensemble_vector([v for _, _, v in members], e.method, e.density, e.seed)
-            save_vector(ensemble, ctx.vector_path(ensemble_id), {"kind": "ensemble", "method": e.method})
+            path = ensemble_vector_file([ctx.vector_path(vector_id) for _, vector_id, _ in members],
+                                        ctx.vector_path(ensemble_id), e.method, e.density, e.seed)
+            ensemble = load_vector(path)
             index[ensemble_id] = {
                 "kind": "ensemble", "method": e.method, "density": e.density, "by": e.by,
                 "members": [{"label": label, "vector": vector_id} for label, vector_id, _ in members],

@@ -29,6 +29,11 @@ come out bit-identical). Where this toolkit differs:
 * Without ``dtype``, half-precision models are merged in float32 (mergekit computes in their own dtype); the
   output keeps the input dtype unless ``out_dtype`` is given.
 
+Task-vector inputs (``vector:`` entries) are terms whose delta is read as it is. A merge of vectors only has no
+base: the output is lambda * normalize?(sum_i ...) itself, a task vector; for task_arithmetic with
+``normalize: true`` and weights 1 that is the mean (1/M) sum_i v_i, computed in the same order as the
+in-memory ``ops.combine_deltas`` (bit-identical to it).
+
 Methods that need whole-tensor statistics (magnitude top-k thresholds, l1/l2/linf rescaling) make one or two
 extra streamed passes over the tensor first. Deltas that a mask or a sign election could hide a NaN/Inf in
 are checked for finiteness chunk by chunk.
@@ -44,7 +49,7 @@ import torch
 
 from asr_analogy.merge.params import CHOICE, FLAG, NORMALIZE, WEIGHT, Method, Param
 from asr_analogy.merge.stream import Streamer
-from asr_analogy.ops.combine import generalized_task_arithmetic
+from asr_analogy.ops.combine import combine_deltas, generalized_task_arithmetic
 from asr_analogy.ops.sparsify import breadcrumbs_ks, dare_mask, magnitude_k, top_k_cuts_many
 
 if TYPE_CHECKING:
@@ -135,8 +140,14 @@ def _delta(s: Streamer, tp: TensorPlan, i: int, a: int, b: int, base: torch.Tens
     return torch.sub(plus, minus, out=out)
 
 
+def _anchor_chunk(s: Streamer, tp: TensorPlan, a: int, b: int) -> torch.Tensor | None:
+    """The anchor's (base's) chunk a:b, or None when the output is the combined delta alone."""
+    return None if tp.delta_only else s.load(tp.anchor, tp.name, a, b, tp.compute_dtype, "base")
+
+
 def merge_tensor(tp: TensorPlan, s: Streamer, *, sparsify: str | None) -> Iterator[torch.Tensor]:
-    """anchor + lambda * normalize?(sum_i w_i sparsify(delta_i)) with optional sign consensus, chunk by chunk."""
+    """anchor + lambda * normalize?(sum_i w_i sparsify(delta_i)) with optional sign consensus, chunk by chunk
+    (without ``anchor +`` when ``tp.delta_only``: a merge of task vectors into one)."""
     p, name, anchor, terms, cdtype = tp.params, tp.name, tp.anchor, tp.terms, tp.compute_dtype
     n = anchor.reader.numel(name)
     weights, lam, normalize = p["weight"], p["lambda"], p["normalize"]
@@ -176,7 +187,7 @@ def merge_tensor(tp: TensorPlan, s: Streamer, *, sparsify: str | None) -> Iterat
     # Deltas that are masked or sign-elected could hide a NaN/Inf from the output check: test them.
     check_deltas = consensus is not None or any(sp is not None and sp.kind == "random" for sp in sparsifiers)
     for a, b in ranges:
-        base = s.load(anchor, name, a, b, cdtype, "base")
+        base = _anchor_chunk(s, tp, a, b)
         deltas = []
         for i in range(len(terms)):
             d = _delta(s, tp, i, a, b, base)
@@ -188,8 +199,10 @@ def merge_tensor(tp: TensorPlan, s: Streamer, *, sparsify: str | None) -> Iterat
             if factors[i] != 1.0:
                 d.mul_(factors[i])
             deltas.append(d)
-        direct = cdtype == tp.out_dtype and s.device.type == "cpu"
-        if deltas:
+        direct = base is not None and cdtype == tp.out_dtype and s.device.type == "cpu"
+        if base is None:  # the merged delta is the output (in a pooled buffer: emit copies it)
+            out = combine_deltas(deltas, weights, consensus=consensus, normalize=normalize, lam=lam, inplace=True)
+        elif deltas:
             target = s.ring(b - a, cdtype) if direct else s.buffer("out", b - a, cdtype)
             out = generalized_task_arithmetic(
                 base, deltas, weights, consensus=consensus, normalize=normalize, lam=lam, inplace=True, out=target
@@ -207,7 +220,7 @@ def _cuts(s: Streamer, tp: TensorPlan, ranked, ranges, ks):
 
     def chunks():
         for a, b in ranges:
-            base = s.load(tp.anchor, tp.name, a, b, tp.compute_dtype, "base")
+            base = _anchor_chunk(s, tp, a, b)
             yield [_delta(s, tp, i, a, b, base) for i in ranked]
 
     try:
