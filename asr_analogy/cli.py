@@ -87,7 +87,6 @@ def vector_cmd(finetuned, base, out, dtype, shard_size, force, quiet):
     """Save the task vector FINETUNED - BASE to OUT (a .safetensors file or a directory)."""
     from asr_analogy.merge import vector, tune_malloc
 
-    refuse_overlap(out, [finetuned, base])
     tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(vector(finetuned, base, out, force=force, dtype=dtype, shard_size=shard_size, progress=not quiet)))
@@ -107,7 +106,6 @@ def apply_vector_cmd(base, vector_path, out_dir, scale, allow_other_base, out_dt
     """Write BASE + SCALE * VECTOR to OUT_DIR (checks that VECTOR was computed from BASE)."""
     from asr_analogy.merge import apply_vector, tune_malloc
 
-    refuse_overlap(out_dir, [base, vector_path])
     tune_malloc()  # opt-in for this process: chunk-sized temporaries stay on the heap
 
     click.echo(str(apply_vector(base, vector_path, out_dir, scale=scale, force=force, allow_other_base=allow_other_base,

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from asr_analogy.errors import ConfigError
+from asr_analogy.io.atomic import refuse_overlap
 from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config, parse_dtype
 from asr_analogy.merge.plan import TensorPlan, plan_merge
 from asr_analogy.merge.stream import Streamer, refuse_existing, resolve_device, stream_to_checkpoint, torch_threads
@@ -55,6 +56,8 @@ def merge(
     streamer = Streamer(dev, chunk_elements)
     with torch_threads(threads if dev.type == "cpu" else None), ExitStack() as stack:
         plan = plan_merge(cfg, stack, compute_dtype=cdtype, out_dtype=odtype, source=source, provenance=provenance)
+        inputs = {plan.anchor.path, *(i.path for t in plan.tensors for i in t.inputs)}
+        refuse_overlap(out_dir, sorted(inputs) + ([] if source == "<config>" else [source]))
         by_name = {t.name: t for t in plan.tensors}
         return stream_to_checkpoint(
             out_dir,

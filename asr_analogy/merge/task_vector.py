@@ -24,6 +24,7 @@ theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping as MappingABC
 from contextlib import ExitStack
@@ -32,7 +33,8 @@ from typing import Iterator, Mapping
 
 import torch
 
-from asr_analogy.errors import MergeError
+from asr_analogy.errors import ConfigError, MergeError
+from asr_analogy.io.atomic import refuse_overlap
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
 from asr_analogy.merge.config import parse_dtype
 from asr_analogy.merge.plan import check_compatible
@@ -65,6 +67,7 @@ def vector(
 ) -> Path:
     """Save tau = finetuned - base (floating tensors only) to ``out`` (``.safetensors`` file or directory),
     streamed chunk by chunk, with the metadata in the module docstring. Returns ``out``."""
+    refuse_overlap(out, [finetuned, base])
     refuse_existing(out, force)
     explicit = parse_dtype(dtype)
     streamer = Streamer(resolve_device(device))
@@ -79,8 +82,9 @@ def vector(
         def produce(name: str) -> Iterator[torch.Tensor]:
             work = torch.promote_types(out_dtypes[name], torch.float32)
             for a, b in streamer.ranges(bs.reader.numel(name)):
-                d = streamer.load(ft, name, a, b, work) - streamer.load(bs, name, a, b, work)
-                yield d.to(out_dtypes[name]).cpu()
+                d = (streamer.load(ft, name, a, b, work) - streamer.load(bs, name, a, b, work)).to(out_dtypes[name])
+                streamer.check(d, [ft, bs], name, a, b)
+                yield d.cpu()
 
         metadata = vector_metadata("finetuned - base", bs.reader.fingerprint(), len(specs),
                                    finetuned_fingerprint=ft.reader.fingerprint(),
@@ -104,9 +108,15 @@ def apply_vector(
     """theta = base + scale * tau, streamed to ``out`` (a checkpoint directory with base's config files).
 
     Raises ``MergeError`` when the vector was computed against a different base (fingerprint) unless
-    ``allow_other_base``, when a vector tensor is missing from the base or has another shape, or on NaN/Inf.
+    ``allow_other_base``, when a vector tensor is missing from the base or has another shape, or when any
+    written value would be NaN/Inf (an input holding one, or ``base + scale * tau`` overflowing the output
+    dtype: nothing is written then); ``ConfigError`` for a non-finite ``scale``, ``OutputExistsError`` for an
+    ``out`` that is, contains or lies inside an input.
     Tensors the vector lacks are copied from the base. Arithmetic in float32 (float64 for float64).
     """
+    if not math.isfinite(float(scale)):
+        raise ConfigError(f"scale {scale!r} is not a finite number")
+    refuse_overlap(out, [base, vector_path])
     refuse_existing(out, force)
     meta = read_vector_metadata(vector_path)
     odtype = parse_dtype(out_dtype, "out_dtype")
@@ -143,11 +153,13 @@ def apply_vector(
                 work = torch.promote_types(work, tv.reader.dtype(name))
             for a, b in streamer.ranges(n):
                 if apply_here:
-                    x = streamer.load(bs, name, a, b, work) + scale * streamer.load(tv, name, a, b, work)
-                    yield x.to(dt(name)).cpu()
+                    x = (streamer.load(bs, name, a, b, work) + scale * streamer.load(tv, name, a, b, work)).to(dt(name))
+                    streamer.check(x, [bs, tv], name, a, b)  # NaN/Inf in an input, or the sum overflowing
+                    yield x.cpu()
                 else:
-                    chunk = bs.reader.flat(name)[a:b]
-                    yield chunk.to(dt(name))
+                    chunk = bs.reader.flat(name)[a:b].to(dt(name))
+                    streamer.check(chunk, [bs], name, a, b)
+                    yield chunk
                     streamer.release([bs], name, a, b)
 
         return stream_to_checkpoint(

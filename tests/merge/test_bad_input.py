@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr_analogy.errors import CheckpointError, MergeError, OutputExistsError
+from asr_analogy.errors import CheckpointError, ConfigError, MergeError, OutputExistsError
 from asr_analogy.io.checkpoint import load_state_dict
 from asr_analogy.merge import apply_vector, merge, vector
 
@@ -185,3 +185,51 @@ def test_sigkill_midway_leaves_no_output(tmp_path):
           progress=False)
     assert (out / "model.safetensors").is_file()
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), -float("inf")])
+def test_apply_vector_refuses_a_non_finite_scale_before_any_work(models, tmp_path, scale):
+    tau = vector(models["a"], models["base"], tmp_path / "tau.safetensors", progress=False)
+    with pytest.raises(ConfigError, match=r"scale .* is not a finite number"):
+        apply_vector(models["base"], tau, tmp_path / "out", scale=scale, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_apply_vector_refuses_a_scale_that_overflows(models, tmp_path):
+    tau = vector(models["a"], models["base"], tmp_path / "tau.safetensors", progress=False)
+    with pytest.raises(MergeError, match=r"tensor '.*': merged values overflow torch.float32 \(inputs are finite\)"):
+        apply_vector(models["base"], tau, tmp_path / "out", scale=1e39, progress=False)
+    _nothing_written(tmp_path, tmp_path / "out")
+
+
+def test_apply_vector_refuses_a_vector_holding_nan(models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from asr_analogy.merge import read_vector_metadata
+
+    tau = vector(models["a"], models["base"], tmp_path / "tau.safetensors", progress=False)
+    tensors, meta = load_file(tau), read_vector_metadata(tau)
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[3] = float("nan")
+    save_file(tensors, tmp_path / "nan.safetensors", metadata=meta)
+    with pytest.raises(MergeError, match=rf"nan\.safetensors.*tensor {name!r} contains NaN \(first at flat index 3\)"):
+        apply_vector(models["base"], tmp_path / "nan.safetensors", tmp_path / "out", progress=False)
+    _nothing_written(tmp_path, tmp_path / "out")
+
+
+def test_vector_refuses_an_output_inside_its_inputs(models, tmp_path):
+    before = {p: p.read_bytes() for p in Path(models["base"]).rglob("*") if p.is_file()}
+    for out in (models["base"], Path(models["base"]) / "tau.safetensors"):
+        with pytest.raises(OutputExistsError, match="the input"):
+            vector(models["a"], models["base"], out, force=True, progress=False)
+    assert {p: p.read_bytes() for p in Path(models["base"]).rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("where", ["base", "parent", "inside"])
+def test_merge_refuses_an_output_that_is_contains_or_lies_inside_an_input(models, tmp_path, where):
+    base = Path(models["base"])
+    out = {"base": base, "parent": base.parent, "inside": base / "merged"}[where]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(OutputExistsError, match=r"(is|contains|lies inside) the input"):
+        merge(_ta(models["base"], models["a"]), out, force=True, progress=False)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
