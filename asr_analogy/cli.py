@@ -188,6 +188,25 @@ def evaluate_cmd(hyps, normalizer, by, out_json, bootstrap, seed, english_spelli
     click.echo(format_table(summary))
 
 
+
+@main.command("compare")
+@click.argument("hyps_a", type=click.Path(dir_okay=False))
+@click.argument("hyps_b", type=click.Path(dir_okay=False))
+@click.option("--by", default=None, help="Field to group on (per-group lines and a pooled line); none by default.")
+@click.option("--bootstrap", default=10000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--normalizer", default="whisper_english", show_default=True,
+              type=click.Choice(["whisper_english", "basic", "lower_punct", "none"]))
+@click.option("--out", "out_json", type=click.Path(dir_okay=False), default=None, help="Write the JSON result here.")
+def compare_cmd(hyps_a, hyps_b, by, bootstrap, seed, normalizer, out_json):
+    """Paired bootstrap of WER(B) - WER(A) over the utterances (matched by id) both files score."""
+    from asr_analogy.speech.metrics import compare, format_comparison
+
+    if out_json:
+        refuse_overlap(out_json, [hyps_a, hyps_b])
+    click.echo(format_comparison(compare(hyps_a, hyps_b, out_json, by=by or None, normalizer=normalizer,
+                                         bootstrap=bootstrap, seed=seed)))
+
 def _finetune_overrides(sets: tuple[str, ...]) -> dict:
     """``--set KEY=VALUE`` of ``finetune``: the fine-tuning config's keys are flat (a dotted key is refused)."""
     from asr_analogy.io.yaml_file import parse_overrides

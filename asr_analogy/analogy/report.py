@@ -1,8 +1,10 @@
 """RESULTS.md, results.json and PNG plots of a syn2real run.
 
 Per target: a table of every system (WER and CER in percent, the 95 % bootstrap interval of the WER, the
-relative WER change versus C: (WER − WER_C) / WER_C, negative is better), the λ chosen and how, the normalizer
-applied to references and hypotheses; a plot of WER versus λ (target test curve for reference, the selection
+relative WER change versus C: (WER − WER_C) / WER_C, negative is better, and the paired difference versus C and
+versus the base model in percentage points with its 95 % paired-bootstrap interval), the λ chosen and how, the
+normalizer applied to references and hypotheses; the same paired differences pooled over targets, "significant"
+only where the pooled interval excludes 0; a plot of WER versus λ (target test curve for reference, the selection
 curve that chose λ, the oracle curve when computed) with the chosen λ marked; and one bar chart of all systems.
 """
 
@@ -18,38 +20,86 @@ from asr_analogy.analogy.cache import read_json
 from asr_analogy.analogy.systems import TABLE_ORDER as ORDER, systems_for
 
 
-def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
-    """Gather the metrics, λ choices and curves of a finished evaluate stage into one JSON-able dict.
+PAIRED_REFERENCES = ("C", "base")
+"""Every system's WER is compared with each of these systems' on the same utterances (paired bootstrap)."""
 
-    ``ctx``: the run's ``RecipeContext``; ``stage_seconds``: wall time per finished stage, reported as is.
+
+def paired_versus(hyps_files: dict, *, normalizer: str, bootstrap: int, seed: int) -> dict:
+    """``{system: {"vs_C": paired, "vs_base": paired}}`` from ``hyps_files`` = {target: {system: hyps JSONL}}.
+
+    Each entry is ``asr_analogy.speech.metrics.paired_bootstrap_pooled`` of (reference, system) over the targets
+    where both were scored (one target: the plain paired bootstrap), in percent and percentage points, system
+    minus reference (negative: the system makes fewer errors).
+    """
+    from asr_analogy.speech.metrics import paired_bootstrap_pooled
+
+    names = list(dict.fromkeys(name for files in hyps_files.values() for name in files))
+    out: dict = {}
+    for name in names:
+        for ref in PAIRED_REFERENCES:
+            pairs = {t: (files[ref], files[name]) for t, files in hyps_files.items() if ref in files and name in files}
+            if name != ref and pairs:
+                out.setdefault(name, {})[f"vs_{ref}"] = paired_bootstrap_pooled(
+                    pairs, normalizer=normalizer, n_resamples=bootstrap, seed=seed)
+    return out
+
+
+def hyps_path(out: Path, target: str, system: str) -> Path:
+    """``eval/<target>/hyps/<system>.jsonl``: one line per scored utterance with ``id``, ``text``, ``hypothesis``."""
+    return Path(out) / "eval" / target / "hyps" / f"{system}.jsonl"
+
+
+def target_results(ctx, target_plan) -> dict:
+    """``eval/<target>/results.json``: every system's row of the target's table (WER and CER as fractions, 95 %
+    interval, relative change versus C as a fraction) with its paired differences versus C and base."""
+    cfg, t = ctx.cfg, target_plan.target
+    ev = cfg.evaluate
+    systems = []
+    for sysd in systems_for(cfg, target_plan.main, ctx.selection(t), ctx.suite_vectors(target_plan.main)):
+        m = read_json(ctx.out / "eval" / t / "metrics" / f"{sysd['system']}.json")
+        systems.append({
+            "system": sysd["system"], "label": m.get("label", sysd["system"]), "lambda": sysd.get("lambda"),
+            "wer": m["wer"], "cer": m["cer"], "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
+            "n_words": m.get("n_ref_words"), "n_word_errors": m.get("n_word_errors"),
+            "hyps": f"hyps/{sysd['system']}.jsonl",
+        })
+    wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
+    paired = paired_versus({t: {s["system"]: hyps_path(ctx.out, t, s["system"]) for s in systems}},
+                           normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
+    for s in systems:
+        s["rel_vs_C"] = (s["wer"] - wc) / wc if wc else None
+        s["paired"] = paired.get(s["system"], {})
+    return {"target": t, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, "systems": systems}
+
+
+def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
+    """Gather the metrics, paired differences, λ choices and curves of a finished evaluate stage into one dict.
+
+    ``ctx``: the run's ``RecipeContext``; ``stage_seconds``: wall time per finished stage, reported as is. The
+    systems of each target are its ``eval/<target>/results.json``; ``pooled`` holds every system's paired
+    difference versus C and base pooled over the targets (utterances resampled within each target).
     """
     cfg = ctx.cfg
     out = cfg.out_dir
+    ev = cfg.evaluate
     res: dict = {
         "name": cfg.name,
         "config": cfg.source_path,
         "variant": cfg.variant,
         "base_model": cfg.base_model,
-        "normalizer": cfg.evaluate.normalizer,
-        "bootstrap": cfg.evaluate.bootstrap,
+        "normalizer": ev.normalizer,
+        "bootstrap": ev.bootstrap,
+        "seed": ev.seed,
         "lambda_mode": cfg.lambda_.mode,
         "audio_context_s": cfg.finetune.audio_context_s,
         "targets": {},
     }
+    hyps_files = {}
     for tp in ctx.plan().targets:
         t = tp.target
         sel = ctx.selection(t)
-        systems = []
-        for sysd in systems_for(cfg, tp.main, sel, ctx.suite_vectors(tp.main)):
-            m = read_json(out / "eval" / t / "metrics" / f"{sysd['system']}.json")
-            systems.append({
-                "system": sysd["system"], "label": m.get("label", sysd["system"]), "lambda": sysd.get("lambda"),
-                "wer": m["wer"], "cer": m["cer"], "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
-                "n_words": m.get("n_ref_words"),
-            })
-        wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
-        for s in systems:
-            s["rel_vs_C"] = (s["wer"] - wc) / wc if wc else None
+        systems = read_json(out / "eval" / t / "results.json")["systems"]
+        hyps_files[t] = {s["system"]: hyps_path(out, t, s["system"]) for s in systems}
         entry = {"lambda": {"value": sel["value"], "value_ensemble": sel.get("value_ensemble"), "how": sel["how"],
                             "mode": sel["mode"]},
                  "systems": systems,
@@ -72,6 +122,7 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         if rel:
             res.setdefault("mean_relative_wer_change_vs_C", {})[name] = sum(rel) / len(rel)
             res.setdefault("mean_relative_over_targets", {})[name] = len(rel)
+    res["pooled"] = paired_versus(hyps_files, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
     res["stage_seconds"] = dict(stage_seconds or {})
     res["exported"] = sorted(str(p.parent.relative_to(out)) for p in (out / "final").glob("*/*/analogy.json"))
     return res
@@ -93,17 +144,65 @@ def _rows(entry: dict) -> list[tuple[dict, str, str, str]]:
     return rows
 
 
+def delta_text(p: dict | None) -> str:
+    """A paired difference as text: ``+1.23 [-0.50, +3.00]`` (percentage points, 95 % interval); "" without one."""
+    if not p or p.get("diff_pp") is None:
+        return ""
+    ci = p.get("diff_ci_pp")
+    return f"{p['diff_pp']:+.2f}" + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")
+
+
+def significant(p: dict) -> bool:
+    """Whether the interval of a paired difference excludes 0."""
+    ci = p.get("diff_ci_pp")
+    return bool(ci) and (ci[0] > 0 or ci[1] < 0)
+
+
+def _num(x, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def _ordered(names) -> list[str]:
+    return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else 99)
+
+
+def _pooled_markdown(results: dict) -> list[str]:
+    """The table of every system's paired difference versus C and base pooled over the targets."""
+    labels = {s["system"]: s["label"] for e in results["targets"].values() for s in e["systems"]}
+    md = ["## Paired differences pooled over targets", "",
+          "| system − reference | targets | WER reference % | WER system % | Δ pp | 95 % CI (pp) | relative % "
+          "| 95 % CI (rel. %) | share Δ ≤ 0 | verdict |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name in _ordered(results.get("pooled", {})):
+        for vs, p in results["pooled"][name].items():
+            ci, rel_ci = p.get("diff_ci_pp"), p.get("rel_ci_pct")
+            verdict = "significant" if significant(p) else "interval includes 0"
+            md.append(f"| {labels.get(name, name)} − {labels.get(vs[3:], vs[3:])} | {', '.join(p['groups'])} | {_num(p['wer_a_pct'], '.2f')} "
+                      f"| {_num(p['wer_b_pct'], '.2f')} | {_num(p['diff_pp'], '+.2f')} "
+                      f"| {'–' if not ci else f'{ci[0]:+.2f} to {ci[1]:+.2f}'} | {_num(p['rel_change_pct'], '+.1f')} "
+                      f"| {'–' if not rel_ci else f'{rel_ci[0]:+.1f} to {rel_ci[1]:+.1f}'} "
+                      f"| {_num(p['share_diff_le_0'], '.3f')} | {verdict} |")
+    return md + [""]
+
+
 def result_table(results: dict) -> str:
     """A plain-text table of every target and system (WER/CER in percent)."""
-    lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8}"]
+    lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8} "
+             f"{'Δ vs C, pp [95 % CI]':>24}"]
     for t, e in results["targets"].items():
         for s, lam, ci_s, rel in _rows(e):
-            lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8}")
+            lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8} "
+                         f"{delta_text(s.get('paired', {}).get('vs_C')):>24}")
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
     mean = results.get("mean_relative_wer_change_vs_C", {})
     for k, v in mean.items():
         n = results.get("mean_relative_over_targets", {}).get(k, len(results["targets"]))
         lines.append(f"mean relative WER change of {k} vs C over {n} target(s) where C makes errors: {100 * v:+.1f} %")
+    for name in _ordered(results.get("pooled", {})):
+        p = results["pooled"][name].get("vs_C")
+        if p:
+            lines.append(f"pooled over {len(p['groups'])} target(s), {name} − C: {delta_text(p)} points"
+                         + (" (significant)" if significant(p) else " (interval includes 0)"))
     lines.append(f"normalizer: {results['normalizer']} (references and hypotheses)")
     return "\n".join(lines)
 
@@ -113,7 +212,12 @@ def _markdown(results: dict, plots: dict) -> str:
     md.append(f"Base model `{results['base_model']}`; WER and CER in percent on each target's **real test** audio, "
               f"text normalized with `{results['normalizer']}` on both references and hypotheses; 95 % interval "
               f"of the WER from {results['bootstrap']} bootstrap resamples of utterances. “vs C” is the relative "
-              f"WER change (WER − WER_C) / WER_C (negative is better). λ selection mode: `{results['lambda_mode']}`."
+              f"WER change (WER − WER_C) / WER_C (negative is better). “Δ vs C” and “Δ vs base” are the system's WER "
+              f"minus that of C or of the base model on the same utterances, in percentage points, with the 95 % "
+              f"interval of a paired bootstrap over utterances ({results['bootstrap']} resamples, seed "
+              f"{results.get('seed', 0)}); pooled over targets, utterances are resampled within each target, and a "
+              f"difference is called significant only where its pooled interval excludes 0. "
+              f"λ selection mode: `{results['lambda_mode']}`."
               + (f" Audio context {results['audio_context_s']} s." if results.get("audio_context_s") else ""))
     md.append("")
     for t, e in results["targets"].items():
@@ -123,10 +227,13 @@ def _markdown(results: dict, plots: dict) -> str:
                   + (f"; pseudo-target(s) for λ: {', '.join(e['pseudo_targets'])}" if e["pseudo_targets"] else "")
                   + ".")
         md.append("")
-        md.append("| system | λ | WER % | 95 % CI | CER % | vs C | utterances | words |")
-        md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        md.append("| system | λ | WER % | 95 % CI | CER % | vs C | Δ vs C, pp [95 % CI] | Δ vs base, pp [95 % CI] "
+                  "| utterances | words |")
+        md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s, lam, ci_s, rel in _rows(e):
+            paired = s.get("paired", {})
             md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} "
+                      f"| {delta_text(paired.get('vs_C'))} | {delta_text(paired.get('vs_base'))} "
                       f"| {s.get('n_utterances') or ''} | {s.get('n_words') or ''} |")
         md.append("")
         md.append(f"λ = {e['lambda']['value']:g} — {e['lambda']['how']}."
@@ -137,6 +244,8 @@ def _markdown(results: dict, plots: dict) -> str:
         if t in plots:
             md.append(f"![WER versus λ, {t}]({plots[t]})")
             md.append("")
+    if results.get("pooled"):
+        md += _pooled_markdown(results)
     mean = results.get("mean_relative_wer_change_vs_C", {})
     if mean:
         md.append("## Summary")

@@ -163,6 +163,21 @@ def _summary(idx: np.ndarray, w_err, w_len, c_err, c_len, failed, bootstrap: int
     }
 
 
+def _load_scored(hyps_path_or_records) -> tuple[str | None, list[dict]]:
+    """(source path or None, records) of a transcript JSONL file or of records given in memory."""
+    if isinstance(hyps_path_or_records, (str, os.PathLike)):
+        return str(hyps_path_or_records), read_manifest(hyps_path_or_records, resolve_paths=False)
+    return None, list(hyps_path_or_records)
+
+
+def _check_scored(records: list[dict], where: str) -> None:
+    for i, rec in enumerate(records):
+        if not isinstance(rec.get("hypothesis"), str):
+            raise ManifestError(f"{where}: record #{i + 1} has no string field 'hypothesis' (run transcribe first)")
+        if not isinstance(rec.get("text"), str):
+            raise ManifestError(f"{where}: record #{i + 1} has no string field 'text' (the reference)")
+
+
 def evaluate(
     hyps_path_or_records: str | os.PathLike | Iterable[dict],
     out_json: str | os.PathLike | None = None,
@@ -188,18 +203,8 @@ def evaluate(
     ``error`` field, scored with their empty hypothesis) and ``per_group`` {group: same fields}. CER counts
     characters of the normalized text, spaces between words included.
     """
-    if isinstance(hyps_path_or_records, (str, os.PathLike)):
-        source = str(hyps_path_or_records)
-        records = read_manifest(hyps_path_or_records, resolve_paths=False)
-    else:
-        source = None
-        records = list(hyps_path_or_records)
-    where = source or "records"
-    for i, rec in enumerate(records):
-        if not isinstance(rec.get("hypothesis"), str):
-            raise ManifestError(f"{where}: record #{i + 1} has no string field 'hypothesis' (run transcribe first)")
-        if not isinstance(rec.get("text"), str):
-            raise ManifestError(f"{where}: record #{i + 1} has no string field 'text' (the reference)")
+    source, records = _load_scored(hyps_path_or_records)
+    _check_scored(records, source or "records")
     norm = get_normalizer(normalizer, english_spelling)
     refs = [norm(r["text"]) for r in records]
     hyps = [norm(r["hypothesis"]) for r in records]
@@ -243,4 +248,199 @@ def format_table(summary: dict) -> str:
             f"{_pct(g['cer']):>7} {g['n_failed_clips']:>6}"
         )
     lines.append(f"normalizer: {summary['normalizer']}; WER/CER in percent; {summary['bootstrap']} bootstrap resamples")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paired comparison of two systems on the same utterances
+
+
+def _word_errors_by_id(records: list[dict], where: str, normalizer: str, english_spelling: str | None):
+    """{id: (normalized reference, record)}, per-utterance word errors and reference words, in record order."""
+    _check_scored(records, where)
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        uid = rec.get("id")
+        if not isinstance(uid, str) or not uid:
+            raise ManifestError(f"{where}: record #{i + 1} has no string field 'id' (needed to pair utterances)")
+        if uid in seen:
+            raise ManifestError(f"{where}: id {uid!r} appears twice (records #{seen[uid] + 1} and #{i + 1})")
+        seen[uid] = i
+    norm = get_normalizer(normalizer, english_spelling)
+    refs = [norm(r["text"]) for r in records]
+    errors, words, _ = _counts(refs, [norm(r["hypothesis"]) for r in records], "word")
+    return seen, refs, errors, words
+
+
+def _paired_arrays(hyps_a, hyps_b, normalizer: str, english_spelling: str | None):
+    """Records of A in A's order and, aligned with them, word errors of A and B and reference words."""
+    src_a, recs_a = _load_scored(hyps_a)
+    src_b, recs_b = _load_scored(hyps_b)
+    where_a, where_b = src_a or "system A records", src_b or "system B records"
+    ids_a, refs_a, err_a, words = _word_errors_by_id(recs_a, where_a, normalizer, english_spelling)
+    ids_b, refs_b, err_b, _ = _word_errors_by_id(recs_b, where_b, normalizer, english_spelling)
+    only_a, only_b = sorted(set(ids_a) - set(ids_b)), sorted(set(ids_b) - set(ids_a))
+    if only_a or only_b:
+        raise ManifestError(
+            f"{where_a} and {where_b} do not score the same utterances: {len(only_a)} id(s) only in A "
+            f"{only_a[:3]}, {len(only_b)} only in B {only_b[:3]}; a paired comparison needs the same set")
+    order = np.array([ids_b[uid] for uid in ids_a], dtype=np.int64)
+    for uid, i in ids_a.items():
+        if refs_a[i] != refs_b[ids_b[uid]]:
+            raise ManifestError(f"{where_a} and {where_b}: utterance {uid!r} has different references "
+                                f"({refs_a[i]!r} vs {refs_b[ids_b[uid]]!r})")
+    return recs_a, err_a, err_b[order], words
+
+
+def _interval(values: np.ndarray, level: float) -> list[float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    alpha = (1.0 - level) / 2.0
+    return [float(v) for v in np.quantile(values, [alpha, 1.0 - alpha])]
+
+
+def paired_difference(
+    groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    n_resamples: int = 10000,
+    seed: int = 0,
+    level: float = 0.95,
+    indices: list[np.ndarray] | None = None,
+) -> dict:
+    """Paired bootstrap of the corpus WER difference B − A on per-utterance counts, stratified by group.
+
+    ``groups``: one ``(errors_a, errors_b, ref_words)`` triple of integer arrays, shape (n_g,), per group (one
+    group = plain resampling). Each resample draws n_g utterances with replacement *within* every group (the
+    same draw for A and B: paired) and pools errors and reference words over groups. ``indices``: the draws
+    themselves, one (n_resamples, n_g) integer matrix per group, instead of ``default_rng(seed)``.
+
+    Returns, with units in the key names: ``wer_a_pct``/``wer_b_pct`` (corpus WER, percent), ``diff_pp``
+    (WER_B − WER_A, percentage points), ``rel_change_pct`` (100·(WER_B − WER_A)/WER_A, percent; None when A
+    makes no error), ``diff_ci_pp``/``rel_ci_pct`` (the ``level`` interval: (1−level)/2 and 1−(1−level)/2
+    quantiles of the resampled values, linear interpolation; resamples with no reference words, or no error
+    of A for the relative change, are left out), ``share_diff_le_0`` (fraction of resamples where B − A ≤ 0),
+    counts ``n_utterances``, ``n_ref_words``, ``n_errors_a``, ``n_errors_b``, and ``n_resamples``, ``seed``,
+    ``level``. Intervals are None without resamples. Deterministic for a given ``seed``.
+    """
+    sums = [(int(a.sum()), int(b.sum()), int(w.sum())) for a, b, w in groups]
+    ea, eb, words = (sum(x) for x in zip(*sums)) if sums else (0, 0, 0)
+    if indices is not None:
+        if len(indices) != len(groups):
+            raise ValueError(f"indices: {len(indices)} matrices for {len(groups)} group(s)")
+        n_resamples = len(indices[0]) if indices else 0
+    n_resamples = n_resamples if words else 0
+    d_num = np.zeros(n_resamples, dtype=np.int64)  # resampled Σ(errors_b − errors_a)
+    a_num = np.zeros(n_resamples, dtype=np.int64)  # resampled Σ errors_a
+    den = np.zeros(n_resamples, dtype=np.int64)  # resampled Σ reference words
+    rng = np.random.default_rng(seed)
+    for g, (a, b, w) in enumerate(groups):
+        n = len(w)
+        if n == 0:
+            continue
+        d = np.asarray(b, dtype=np.int64) - np.asarray(a, dtype=np.int64)
+        step = max(1, 2_000_000 // n)  # resamples per chunk, bounding memory to ~16 MB of indices
+        for start in range(0, n_resamples, step):
+            k = min(step, n_resamples - start)
+            idx = indices[g][start : start + k] if indices is not None else rng.integers(0, n, size=(k, n))
+            d_num[start : start + k] += d[idx].sum(axis=1)
+            a_num[start : start + k] += np.asarray(a)[idx].sum(axis=1)
+            den[start : start + k] += np.asarray(w)[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.where(den > 0, 100.0 * d_num / np.maximum(den, 1), np.nan)
+        rel = np.where(a_num > 0, 100.0 * d_num / np.maximum(a_num, 1), np.nan)
+    valid = np.isfinite(diff)
+    return {
+        "wer_a_pct": 100.0 * ea / words if words else None,
+        "wer_b_pct": 100.0 * eb / words if words else None,
+        "diff_pp": 100.0 * (eb - ea) / words if words else None,
+        "rel_change_pct": 100.0 * (eb - ea) / ea if ea else None,
+        "diff_ci_pp": _interval(diff, level),
+        "rel_ci_pct": _interval(rel, level),
+        "share_diff_le_0": float((diff[valid] <= 0).mean()) if valid.any() else None,
+        "n_utterances": int(sum(len(w) for _, _, w in groups)),
+        "n_ref_words": int(words), "n_errors_a": int(ea), "n_errors_b": int(eb),
+        "n_resamples": int(n_resamples), "seed": seed, "level": level,
+    }
+
+
+def paired_bootstrap(hyps_a, hyps_b, *, normalizer: str = "whisper_english", n_resamples: int = 10000,
+                     seed: int = 0, level: float = 0.95, english_spelling: str | None = None,
+                     indices: np.ndarray | None = None) -> dict:
+    """Paired bootstrap over utterances of the WER difference B − A of two systems scored on the same utterances.
+
+    ``hyps_a``, ``hyps_b``: transcript JSONL files or records with ``id``, ``text`` and ``hypothesis``; they are
+    matched by ``id`` and must hold the same ids with the same normalized references (else ``ManifestError``).
+    ``indices``: an optional (n_resamples, n_utterances) matrix of draws, rows indexing A's records in order.
+    Returns ``paired_difference``'s dict: WERs in percent, the difference in percentage points, the relative
+    change in percent, their ``level`` intervals and the share of resamples where B − A ≤ 0.
+    """
+    _, err_a, err_b, words = _paired_arrays(hyps_a, hyps_b, normalizer, english_spelling)
+    return paired_difference([(err_a, err_b, words)], n_resamples, seed, level,
+                             None if indices is None else [np.asarray(indices)])
+
+
+def paired_bootstrap_pooled(pairs: dict, *, normalizer: str = "whisper_english", n_resamples: int = 10000,
+                            seed: int = 0, level: float = 0.95, english_spelling: str | None = None) -> dict:
+    """The paired bootstrap pooled over groups (e.g. targets): ``pairs`` is {group: (hyps_a, hyps_b)}.
+
+    Utterances are resampled within each group (stratified) and errors and reference words pooled over groups;
+    ids need only be unique within a group. Returns ``paired_difference``'s dict plus ``groups`` (their names).
+    """
+    arrays = [_paired_arrays(a, b, normalizer, english_spelling)[1:] for a, b in pairs.values()]
+    return {**paired_difference(arrays, n_resamples, seed, level), "groups": list(pairs)}
+
+
+def compare(hyps_a, hyps_b, out_json: str | os.PathLike | None = None, *, by: str | None = None,
+            normalizer: str = "whisper_english", bootstrap: int = 10000, seed: int = 0, level: float = 0.95,
+            english_spelling: str | None = None) -> dict:
+    """Compare two systems' transcripts of the same utterances with the paired bootstrap.
+
+    Returns (and writes to ``out_json`` atomically, when given) ``{"a", "b", "normalizer", "by", "all",
+    "per_group", "pooled"}``: ``all`` is ``paired_bootstrap`` over every utterance; ``per_group`` the same for
+    the utterances of each value of A's field ``by``; ``pooled`` (only with ``by``) resamples within each group
+    and pools them. Units as in ``paired_difference`` (percent and percentage points).
+    """
+    recs_a, err_a, err_b, words = _paired_arrays(hyps_a, hyps_b, normalizer, english_spelling)
+    names = {"a": str(hyps_a) if isinstance(hyps_a, (str, os.PathLike)) else None,
+             "b": str(hyps_b) if isinstance(hyps_b, (str, os.PathLike)) else None}
+    result = {**names, "normalizer": normalizer, "by": by,
+              "all": paired_difference([(err_a, err_b, words)], bootstrap, seed, level), "per_group": {}}
+    if by is not None:
+        members: dict[str, list[int]] = {}
+        for i, rec in enumerate(recs_a):
+            members.setdefault(NO_GROUP if rec.get(by) is None else str(rec.get(by)), []).append(i)
+        groups = {g: (err_a[idx], err_b[idx], words[idx]) for g, idx in sorted(members.items())}
+        result["per_group"] = {g: paired_difference([arr], bootstrap, seed, level) for g, arr in groups.items()}
+        result["pooled"] = {**paired_difference(list(groups.values()), bootstrap, seed, level), "groups": list(groups)}
+    if out_json is not None:
+        with atomic_file(out_json) as fh:
+            json.dump(result, fh, indent=2)
+            fh.write("\n")
+    return result
+
+
+def format_difference(p: dict) -> str:
+    """One line of a ``paired_difference`` dict: WER A → B (percent), B − A in points and relative, interval."""
+    def num(x, fmt):
+        return "-" if x is None else format(x, fmt)
+
+    ci, rel_ci = p["diff_ci_pp"], p["rel_ci_pct"]
+    return (f"{num(p['wer_a_pct'], '.2f'):>7} {num(p['wer_b_pct'], '.2f'):>7} {num(p['diff_pp'], '+.2f'):>8} "
+            f"{'-' if ci is None else f'[{ci[0]:+.2f}, {ci[1]:+.2f}]':>18} {num(p['rel_change_pct'], '+.1f'):>8} "
+            f"{'-' if rel_ci is None else f'[{rel_ci[0]:+.1f}, {rel_ci[1]:+.1f}]':>18} "
+            f"{num(p['share_diff_le_0'], '.3f'):>7} {p['n_utterances']:>6} {p['n_ref_words']:>7}")
+
+
+def format_comparison(result: dict) -> str:
+    """The result of ``compare`` as a text table (WER in percent, differences in percentage points)."""
+    head = (f"{'group':<20} {'A WER%':>7} {'B WER%':>7} {'B-A pp':>8} {'95% CI (pp)':>18} {'rel %':>8} "
+            f"{'95% CI (rel %)':>18} {'P(<=0)':>7} {'utts':>6} {'words':>7}")
+    lines = [f"A: {result['a'] or 'records'}", f"B: {result['b'] or 'records'}", head, "-" * len(head)]
+    lines += [f"{g[:20]:<20} {format_difference(p)}" for g, p in result["per_group"].items()]
+    lines.append(f"{'all':<20} {format_difference(result['all'])}")
+    if "pooled" in result:
+        lines.append(f"{'pooled (by ' + str(result['by']) + ')':<20} {format_difference(result['pooled'])}")
+    a = result["all"]
+    lines.append(f"normalizer: {result['normalizer']}; paired bootstrap over utterances, {a['n_resamples']} resamples, "
+                 f"seed {a['seed']}; P(<=0): share of resamples where WER_B - WER_A <= 0")
     return "\n".join(lines)

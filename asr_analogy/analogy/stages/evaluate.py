@@ -1,7 +1,9 @@
 """Stage ``evaluate``: every system of ``asr_analogy.analogy.systems`` on each target's real test split.
 
-Per target: ``eval/<target>/hyps/<system>.jsonl``, ``eval/<target>/metrics/<system>.json`` (WER and CER as
-fractions, 95 % bootstrap interval), the WER-vs-λ curve on test (for the plot only; the selection never sees it)
+Per target: ``eval/<target>/hyps/<system>.jsonl`` (one line per scored utterance, with ``id``, ``text`` and
+``hypothesis``), ``eval/<target>/metrics/<system>.json`` (WER and CER as fractions, 95 % bootstrap interval),
+``eval/<target>/results.json`` (every number of the target's table, with each system's paired difference versus
+C and versus base, recomputable from the hyps files), the WER-vs-λ curve on test (for the plot only; the selection never sees it)
 and the exported models (``asr_analogy.analogy.export``). Each file records its spec and is reused while the spec
 holds.
 """
@@ -12,10 +14,11 @@ from asr_analogy.errors import ConfigError
 from asr_analogy.io.manifest import write_manifest
 
 from asr_analogy.analogy import _deps
-from asr_analogy.analogy.cache import cached_result
+from asr_analogy.analogy.cache import cached_result, write_json
 from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.export import export_models
 from asr_analogy.analogy.plan import TargetPlan
+from asr_analogy.analogy.report import hyps_path, target_results
 from asr_analogy.analogy.stages.base import Stage
 from asr_analogy.analogy.systems import LABELS, SYSTEMS, systems_for
 
@@ -47,7 +50,7 @@ def _score_system(ctx: RecipeContext, target: str, system: dict, records: list[d
         model_dir = ctx.base_dir if system["model"] == "base" else str(ctx.model_dir(system["model"]))
         vector_file = ctx.vector_path(system["vector"]) if "vector" in system else None
         hyps = ctx.decoder.hyps(model_dir, records, vector_file, system.get("lambda", 0.0))
-        write_manifest(hyps, ctx.out / "eval" / target / "hyps" / f"{name}.jsonl", relative=False)
+        write_manifest(hyps, hyps_path(ctx.out, target, name), relative=False)
         metrics = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
         return {**metrics, "system": name, "label": LABELS[name], "target": target}
 
@@ -80,8 +83,10 @@ def run(ctx: RecipeContext) -> dict:
                               splits=[ev.test_split])
         if not recs:
             raise ConfigError(f"target '{target}' has no real {ev.test_split} utterances")
+        recs = [r if r.get("id") else {**r, "id": str(r["audio_filepath"])} for r in recs]  # pairs utterances
         summary[target] = {s["system"]: _score_system(ctx, target, s, recs)["wer"]
                            for s in target_systems(ctx, target_plan)}
+        write_json(ctx.out / "eval" / target / "results.json", target_results(ctx, target_plan))
         if ev.lambda_curve:
             _test_curve(ctx, target_plan, recs)
         if ev.export_models:
@@ -90,6 +95,7 @@ def run(ctx: RecipeContext) -> dict:
 
 
 STAGE = Stage("evaluate", run, inputs=("evaluate",),
-              outputs=("eval/<target>/hyps/", "eval/<target>/metrics/", "eval/<target>/lambda_curve.json",
+              outputs=("eval/<target>/hyps/", "eval/<target>/metrics/", "eval/<target>/results.json",
+                       "eval/<target>/lambda_curve.json",
                        "final/<target>/"),
               describe=describe, doc="all systems on target real test")
