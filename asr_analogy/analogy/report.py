@@ -14,6 +14,8 @@ from pathlib import Path
 
 from asr_analogy.io.atomic import atomic_file
 
+from asr_analogy.speech.degrade import describe_condition
+
 from asr_analogy.analogy.cache import read_json
 from asr_analogy.analogy.systems import TABLE_ORDER as ORDER, systems_for
 
@@ -34,6 +36,7 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         "bootstrap": cfg.evaluate.bootstrap,
         "lambda_mode": cfg.lambda_.mode,
         "audio_context_s": cfg.finetune.audio_context_s,
+        "condition": describe_condition(cfg.corpus.degrade),
         "targets": {},
     }
     for tp in ctx.plan().targets:
@@ -115,6 +118,8 @@ def _markdown(results: dict, plots: dict) -> str:
               f"of the WER from {results['bootstrap']} bootstrap resamples of utterances. “vs C” is the relative "
               f"WER change (WER − WER_C) / WER_C (negative is better). λ selection mode: `{results['lambda_mode']}`."
               + (f" Audio context {results['audio_context_s']} s." if results.get("audio_context_s") else ""))
+    if results.get("condition"):
+        md += ["", f"Acoustic condition: {results['condition']}."]
     md.append("")
     for t, e in results["targets"].items():
         md.append(f"## Target `{t}`")
