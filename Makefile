@@ -11,11 +11,12 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut
 APT_PACKAGES := espeak-ng sox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv system-deps test demo corpus bench mutation clean help
+.PHONY: venv system-deps test demo corpus noise bench mutation clean help
 help:
 	@echo "make demo     - offline syn2real demo on real human speech"
 	@echo "make test     - run the test suite"
 	@echo "make corpus   - prepare the real-speech IVR corpus in data/ivr"
+	@echo "make noise    - fetch real hold music for the recipe's music conditions"
 	@echo "make bench    - run the benchmarks"
 	@echo "make mutation - mutation testing (slow); MUTATE=asr_analogy/ops for one area"
 
@@ -49,6 +50,11 @@ demo: venv system-deps corpus
 # it is there. --apt-update lets a fresh machine (as root) refresh apt's package lists when they lack the packages.
 corpus: venv
 	$(BIN)/asr-analogy prep ivr-prompts data/ivr --apt-update
+
+# Real hold music (Debian asterisk-moh-opsound-wav, CC-BY-SA) for corpus.degrade "music:..." conditions, fetched
+# with apt-get download into the cache; a recipe run fetches it on first use too (without --apt-update).
+noise: venv
+	$(BIN)/python -m data_prep.hold_music --apt-update
 
 bench: bench-setup corpus
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -14,6 +14,9 @@ corpus can be fetched, ``download(target_dir, ...) -> Path`` (a ``corpus`` for `
 | nemo_jsonl   | a NeMo manifest, Lhotse cuts, or Lhotse recordings (+ supervisions) | asr-analogy prep nemo      |
 | slurp        | a local copy of the SLURP release (18 scenarios as domains)      | asr-analogy prep slurp       |
 
+``data_prep.hold_music`` is no preparer: it fetches real hold music (Debian ``asterisk-moh-opsound-wav``) for the
+recipe's real-recording conditions (``corpus.degrade: "music:snr_db=5"``, ``make noise``).
+
 Every preparer writes ``OUT_DIR/manifest.jsonl``, ``OUT_DIR/manifests/{domain}.{split}.jsonl``,
 ``OUT_DIR/skipped.jsonl`` and ``OUT_DIR/prepared.json`` atomically (see ``data_prep._common``).
 """

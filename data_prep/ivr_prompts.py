@@ -181,9 +181,9 @@ def default_cache_dir() -> Path:
     return cache_root() / "corpora" / "ivr"
 
 
-def _find_debs(folder: Path) -> dict[str, Path]:
+def _find_debs(folder: Path, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
     found = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         hits = sorted(folder.glob(f"{pkg}_*.deb"))
         if hits:
             found[pkg] = hits[-1]
@@ -191,20 +191,22 @@ def _find_debs(folder: Path) -> dict[str, Path]:
 
 
 def download_packages(deb_dir: str | os.PathLike, *, update_index: bool = False,
-                      echo: Callable[[str], None] | None = print) -> dict[str, Path]:
-    """Fetch the two Debian packages into ``deb_dir`` with ``apt-get download`` (no install); returns their paths.
+                      echo: Callable[[str], None] | None = print,
+                      packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
+    """Fetch Debian ``packages`` (the corpus's two by default) into ``deb_dir`` with ``apt-get download`` (no
+    install); returns their paths.
 
     When apt does not know the packages, ``update_index`` (an explicit opt-in: it changes the machine's package
     lists) runs ``apt-get update`` once as root and retries. Raises ``CorpusError`` with what to do instead when
     apt-get is absent, the lists are stale and no update was asked for (or we are not root), or a step fails.
     """
     deb_dir = Path(deb_dir)
-    have = _find_debs(deb_dir) if deb_dir.is_dir() else {}
-    if len(have) == len(PACKAGES):
+    have = _find_debs(deb_dir, packages) if deb_dir.is_dir() else {}
+    if len(have) == len(packages):
         return have
     if shutil.which("apt-get") is None:
         raise CorpusError(
-            "apt-get not found: cannot fetch the Debian packages " + " and ".join(PACKAGES) + "; download their "
+            "apt-get not found: cannot fetch the Debian packages " + " and ".join(packages) + "; download their "
             ".deb files elsewhere and pass --from DIR (a folder with the .deb files or an unpacked tree)"
         )
     deb_dir.mkdir(parents=True, exist_ok=True)
@@ -212,14 +214,14 @@ def download_packages(deb_dir: str | os.PathLike, *, update_index: bool = False,
     os.chmod(tmp, 0o755)  # apt drops privileges to _apt for downloads; let it read the folder
     try:
         if echo:
-            echo(f"fetching {' '.join(PACKAGES)} with apt-get download into {deb_dir}")
-        result = _apt_download(tmp)
+            echo(f"fetching {' '.join(packages)} with apt-get download into {deb_dir}")
+        result = _apt_download(tmp, packages)
         if result.returncode != 0 and _unknown_package(result.stderr):
             if not update_index or os.geteuid() != 0:
                 how = "run 'sudo apt-get update' once, then retry" + ("" if os.geteuid() != 0 else
                                                                        " (or pass --apt-update)")
                 raise CorpusError(
-                    f"apt does not know {' / '.join(PACKAGES)} yet (apt-get download: "
+                    f"apt does not know {' / '.join(packages)} yet (apt-get download: "
                     f"{_last_error(result.stderr)}); {how}, or pass --from DIR with the .deb files or an "
                     f"unpacked tree"
                 )
@@ -228,24 +230,24 @@ def download_packages(deb_dir: str | os.PathLike, *, update_index: bool = False,
             upd = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
             if upd.returncode != 0:
                 raise CorpusError(f"apt-get update failed: {_last_error(upd.stderr)}; pass --from DIR instead")
-            result = _apt_download(tmp)
+            result = _apt_download(tmp, packages)
         if result.returncode != 0:
             raise CorpusError(
-                f"apt-get download {' '.join(PACKAGES)} failed: {_last_error(result.stderr)}; "
+                f"apt-get download {' '.join(packages)} failed: {_last_error(result.stderr)}; "
                 f"pass --from DIR with the .deb files or an unpacked tree"
             )
-        got = _find_debs(tmp)
-        if len(got) != len(PACKAGES):
-            raise CorpusError(f"apt-get download left no .deb for {sorted(set(PACKAGES) - set(got))} in {tmp}")
+        got = _find_debs(tmp, packages)
+        if len(got) != len(packages):
+            raise CorpusError(f"apt-get download left no .deb for {sorted(set(packages) - set(got))} in {tmp}")
         for deb in got.values():
             os.replace(deb, deb_dir / deb.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return _find_debs(deb_dir)
+    return _find_debs(deb_dir, packages)
 
 
-def _apt_download(cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["apt-get", "download", *PACKAGES], cwd=cwd, capture_output=True, text=True)
+def _apt_download(cwd: Path, packages: tuple[str, ...]) -> subprocess.CompletedProcess:
+    return subprocess.run(["apt-get", "download", *packages], cwd=cwd, capture_output=True, text=True)
 
 
 def _unknown_package(stderr: str) -> bool:
@@ -308,14 +310,15 @@ def _extract_deb_python(deb: Path, dest: Path) -> None:
 
 
 def download(target_dir: str | os.PathLike | None = None, *, update_index: bool = False,
-             echo: Callable[[str], None] | None = print) -> Path:
-    """Download (once) and unpack (once) the two packages under ``target_dir`` (default ``default_cache_dir()``);
-    returns the unpacked tree, a ``corpus_dir`` for ``prepare``. ``update_index``: see ``download_packages``."""
+             echo: Callable[[str], None] | None = print, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """Download (once) and unpack (once) ``packages`` (the corpus's two by default) under ``target_dir`` (default
+    ``default_cache_dir()``); returns the unpacked tree, a ``corpus_dir`` for ``prepare``. ``update_index``: see
+    ``download_packages``."""
     target_dir = Path(target_dir) if target_dir is not None else default_cache_dir()
     unpacked = target_dir / "unpacked"
     if (unpacked / ".complete").is_file():
         return unpacked
-    debs = download_packages(target_dir / "debs", update_index=update_index, echo=echo)
+    debs = download_packages(target_dir / "debs", update_index=update_index, echo=echo, packages=packages)
     with atomic_dir(unpacked, force=True) as tmp:
         for deb in debs.values():
             extract_deb(deb, tmp)

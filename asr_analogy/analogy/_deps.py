@@ -50,6 +50,14 @@ def preparer_domains(preparer: str) -> frozenset[str] | None:
     return entry.domains if entry else None
 
 
+def hold_music_files(music_dir: str | None) -> list[Path]:
+    """``data_prep.hold_music.music_files(music_dir)``, or of ``hold_music.download()`` (apt-get download of
+    asterisk-moh-opsound-wav into the cache, no apt-get update) when ``music_dir`` is None."""
+    from data_prep import hold_music
+
+    return hold_music.music_files(music_dir if music_dir is not None else hold_music.download())
+
+
 def register_tts_backend(backend: str) -> str:
     """A ``module:Class`` backend is registered under that string and its name returned; names pass through."""
     from asr_analogy.speech.tts.base import backend_class, register_backend

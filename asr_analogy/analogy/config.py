@@ -49,15 +49,30 @@ class CorpusConfig(_Section):
     cache_dir: str | None = None  # the preparer's download cache
     options: dict[str, Any] = Field(default_factory=dict)  # more keyword arguments for prepare()
     max_duration_s: float | None = None  # drop utterances longer than this everywhere (seconds); None keeps all
-    # pass every real clip through this channel at prep (e.g. "noise:snr_db=10"): a harder "real" condition;
-    # the spec syntax is asr_analogy.speech.tts.channel's; seeded per utterance
+    # pass every real clip, of every domain and split, through this condition at prep (TTS audio stays clean):
+    # steps joined with "+", left to right, e.g. "music:snr_db=5+gsm" (real hold music at 5 dB SNR, then a GSM
+    # codec round trip), "babble:snr_db=5,talkers=4", "noise:snr_db=10"; see asr_analogy.speech.degrade
     degrade: str | None = None
+    degrade_seed: int = 0  # with the utterance's domain/id, seeds every draw (music segment, babble talkers)
+    # music steps: a folder of music wav files; None: Debian asterisk-moh-opsound-wav (apt-get download, cached)
+    music_dir: str | None = None
 
     @model_validator(mode="after")
     def _manifest_needs_path(self):
         if self.preparer == "manifest" and not self.manifest:
             raise ValueError("corpus.preparer 'manifest' needs corpus.manifest (a JSONL manifest path)")
         return self
+
+    @field_validator("degrade")
+    @classmethod
+    def _known_condition(cls, v):
+        from asr_analogy.speech.degrade import parse_degrade
+
+        try:
+            parse_degrade(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class DomainsConfig(_Section):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from asr_analogy.io.atomic import atomic_file
 
+from asr_analogy.speech.degrade import describe_condition
+
 from asr_analogy.analogy.cache import read_json
 from asr_analogy.analogy.systems import TABLE_ORDER as ORDER, systems_for
 
@@ -92,6 +94,7 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         "seed": ev.seed,
         "lambda_mode": cfg.lambda_.mode,
         "audio_context_s": cfg.finetune.audio_context_s,
+        "condition": describe_condition(cfg.corpus.degrade),
         "targets": {},
     }
     hyps_files = {}
@@ -219,6 +222,8 @@ def _markdown(results: dict, plots: dict) -> str:
               f"difference is called significant only where its pooled interval excludes 0. "
               f"λ selection mode: `{results['lambda_mode']}`."
               + (f" Audio context {results['audio_context_s']} s." if results.get("audio_context_s") else ""))
+    if results.get("condition"):
+        md += ["", f"Acoustic condition: {results['condition']}."]
     md.append("")
     for t, e in results["targets"].items():
         md.append(f"## Target `{t}`")

@@ -1,3 +1,4 @@
 """Speech: model families and their import (``models/``), fine-tuning (``finetune_config``, ``train``),
-transcription, WER/CER metrics, manifest datasets, and text-to-speech corpora (``tts/``).
+transcription, WER/CER metrics, manifest datasets, text-to-speech corpora (``tts/``), and real-recording
+conditions for real speech (``degrade``: hold music, babble, GSM).
 """

@@ -1,12 +1,12 @@
 """Stage ``prep``: the real corpus → ``data/real.jsonl`` (domain and split on every utterance, source real).
 
 The corpus comes from a ``data_prep`` preparer or an existing manifest; ``corpus.max_duration_s`` drops long
-clips and ``corpus.degrade`` passes every clip through a channel (copies under ``data/degraded/``).
+clips and ``corpus.degrade`` passes every clip through a condition such as real hold music at 5 dB SNR (copies
+under ``data/degraded/``; ``asr_analogy.speech.degrade``); the summary names the condition in words.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -34,7 +34,7 @@ def describe(ctx: RecipeContext) -> list[str]:
             src += f"  (note: corpus.from_dir {from_dir} does not exist here; set it with --set corpus.from_dir=...)"
     lim = f", drop clips > {c.max_duration_s:g} s" if c.max_duration_s else ""
     deg = f", every clip through '{c.degrade}'" if c.degrade else ""
-    lines = [f"real speech from {src}{lim}{deg}"]
+    lines = [f"real speech from {src}{lim}{deg}", f"condition: {condition(c.degrade)}"]
     counts = _known_domain_counts(ctx)
     if counts is None:
         lines.append("domains: checked once the corpus is prepared")
@@ -99,25 +99,43 @@ def run(ctx: RecipeContext) -> dict:
     ctx.forget_plan()
     ctx.echo(f"corpus: {len(kept)} utterances in {len({d for d, _ in counts})} domains"
              + (f" ({dropped} longer than {c.max_duration_s:g} s dropped)" if dropped else ""))
-    return {"source": str(src), "utterances": len(kept), "dropped_long": dropped,
+    ctx.echo(f"condition: {condition(c.degrade)}")
+    return {"source": str(src), "utterances": len(kept), "dropped_long": dropped, "degrade": c.degrade,
+            "condition": condition(c.degrade),
             "counts": {f"{d}/{s}": n for (d, s), n in sorted(counts.items())}}
 
 
-def _degrade(ctx: RecipeContext, records: list[dict], spec: str) -> list[dict]:
-    """Copies of the real clips passed through channel ``spec`` (seeded by utterance), under data/degraded/."""
-    from asr_analogy.io.audio import load_audio, write_wav
-    from asr_analogy.speech.tts.channel import apply_channel, parse_channel
+def condition(spec: str | None) -> str:
+    """The acoustic condition of a run in words (``asr_analogy.speech.degrade.describe_condition``)."""
+    from asr_analogy.speech.degrade import describe_condition
 
-    parse_channel(spec)  # a bad spec fails before any audio is written
+    return describe_condition(spec)
+
+
+def _degrade(ctx: RecipeContext, records: list[dict], spec: str) -> list[dict]:
+    """Copies of the real clips (every domain and split) under data/degraded/, passed through condition ``spec``
+    (``asr_analogy.speech.degrade``), seeded by ``<domain>/<id>`` and corpus.degrade_seed; babble is drawn only
+    from utterances outside the targets and pseudo-targets, the clip's own split and the test split."""
+    from functools import lru_cache
+
+    from asr_analogy.io.audio import load_audio, write_wav
+    from asr_analogy.speech.degrade import Degrader, MusicSource, babble_pools, parse_degrade, utterance_seed
+
+    c = ctx.cfg.corpus
+    kinds = {step.kind for step in parse_degrade(spec)}
+    keys = [f"{r['domain']}/{r.get('id') or Path(r['audio_filepath']).stem}" for r in records]
+    paths = dict(zip(keys, (r["audio_filepath"] for r in records)))
+    hidden = [*ctx.cfg.domains.targets, *(ctx.cfg.lambda_.pseudo_targets or [])]
+    pools = babble_pools(({**r, "id": k} for r, k in zip(records, keys)), hidden) if "babble" in kinds else {}
+    degrader = Degrader(spec, music=MusicSource(_deps.hold_music_files(ctx.cfg.resolve_path(c.music_dir)))
+                        if "music" in kinds else None, donor_audio=lru_cache(maxsize=None)(lambda k: load_audio(paths[k])))
     out_dir = ctx.out / "data" / "degraded"
     out = []
-    for i, r in enumerate(records):
-        uid = str(r.get("id") or Path(r["audio_filepath"]).stem)
-        seed = int(hashlib.sha1(f"{r.get('domain')}/{uid}".encode()).hexdigest()[:8], 16)
-        path = out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', uid)}-{i}.wav"
-        if not path.is_file():
-            write_wav(path, apply_channel(load_audio(r["audio_filepath"]), 16000, spec, seed=seed), 16000)
-        out.append({**r, "audio_filepath": str(path.resolve()), "degraded": spec})
+    for i, (r, key) in enumerate(zip(records, keys)):
+        audio, drawn = degrader.apply(load_audio(r["audio_filepath"]), utterance_seed(key, c.degrade_seed),
+                                      pools.get(r["split"], ()))
+        path = write_wav(out_dir / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', key.split('/', 1)[1])}-{i}.wav", audio, 16000)
+        out.append({**r, "audio_filepath": str(path.resolve()), "degraded": spec, **({"drawn": drawn} if drawn else {})})
     ctx.echo(f"corpus: {len(out)} clips passed through '{spec}'")
     return out
 

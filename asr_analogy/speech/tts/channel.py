@@ -146,15 +146,16 @@ STEPS: dict[str, tuple[dict[str, type], tuple[str, ...]]] = {
 }
 
 
-def parse_channel(spec) -> list[Step]:
+def parse_channel(spec, steps: dict = STEPS) -> list[Step]:
     """Validate a channel spec (see the module table) into a list of ``Step``. Raises ``ConfigError`` naming
-    the step and the key for an unknown step, an unknown or missing parameter, or a value of the wrong type."""
+    the step and the key for an unknown step, an unknown or missing parameter, or a value of the wrong type.
+    ``steps``: the table of known kinds (``STEPS``; a caller with more kinds passes its own)."""
     if spec is None:
         return []
     if isinstance(spec, Step):
         return [spec]
     if isinstance(spec, str):
-        steps = []
+        out = []
         for part in (p.strip() for p in spec.split("+")):
             if not part or part == "none":
                 continue
@@ -165,23 +166,23 @@ def parse_channel(spec) -> list[Step]:
                 if not eq:
                     raise ConfigError(f"channel step {part!r}: expected key=value, got {item!r}")
                 params[key.strip()] = value.strip()
-            steps.append(_make_step(kind.strip(), params, where=part))
-        return steps
+            out.append(_make_step(kind.strip(), params, part, steps))
+        return out
     if isinstance(spec, dict):
         spec = dict(spec)
         kind = spec.pop("type", None)
         if kind is None:
-            raise ConfigError(f"channel step {spec!r}: missing key 'type' (one of {', '.join(STEPS)})")
-        return [_make_step(str(kind), spec, where=str(kind))]
+            raise ConfigError(f"channel step {spec!r}: missing key 'type' (one of {', '.join(steps)})")
+        return [_make_step(str(kind), spec, str(kind), steps)]
     if isinstance(spec, (list, tuple)):
-        return [step for item in spec for step in parse_channel(item)]
+        return [step for item in spec for step in parse_channel(item, steps)]
     raise ConfigError(f"channel spec must be a string, dict or list, got {type(spec).__name__}")
 
 
-def _make_step(kind: str, params: dict, where: str) -> Step:
-    if kind not in STEPS:
-        raise ConfigError(f"channel step {where!r}: unknown type {kind!r}; known: {', '.join(STEPS)}")
-    types, required = STEPS[kind]
+def _make_step(kind: str, params: dict, where: str, steps: dict) -> Step:
+    if kind not in steps:
+        raise ConfigError(f"channel step {where!r}: unknown type {kind!r}; known: {', '.join(steps)}")
+    types, required = steps[kind]
     out = {}
     for key, value in params.items():
         if key not in types:
@@ -219,14 +220,24 @@ def apply_channel(audio: np.ndarray, sr: int, spec, *, seed: int = 0) -> np.ndar
     Step i of a random kind draws from ``seed`` combined with i, so the same seed reproduces the result."""
     out = _mono(audio)
     for i, step in enumerate(parse_channel(spec)):
-        step_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, i]).generate_state(1)[0])
-        if step.kind == "telephone":
-            out = telephone(out, sr, **step.params)
-        elif step.kind == "noise":
-            out = add_noise(out, seed=step_seed, **step.params)
-        elif step.kind == "reverb":
-            out = reverb(out, sr, seed=step_seed, **step.params)
+        out = apply_step(out, sr, step, seed=step_seed(seed, i))
     return out
+
+
+def step_seed(seed: int, index: int) -> int:
+    """The seed of step ``index`` of a channel run with ``seed``: a 32-bit draw of SeedSequence([seed, index])."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, index]).generate_state(1)[0])
+
+
+def apply_step(audio: np.ndarray, sr: int, step: Step, *, seed: int) -> np.ndarray:
+    """One step of ``STEPS`` on ``audio`` (float32, (samples,), ``sr`` Hz); random kinds draw from ``seed``."""
+    if step.kind == "telephone":
+        return telephone(audio, sr, **step.params)
+    if step.kind == "noise":
+        return add_noise(audio, seed=seed, **step.params)
+    if step.kind == "reverb":
+        return reverb(audio, sr, seed=seed, **step.params)
+    raise ConfigError(f"channel step {str(step)!r}: unknown type {step.kind!r}; known: {', '.join(STEPS)}")
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:
