@@ -490,3 +490,11 @@ def demo_cmd(variant, target, exp_dir, from_stage, stop_stage, sets, dry_run):
 
     demo(variant=variant, target=target, exp_dir=exp_dir, overrides=_recipe_sets(sets), from_stage=from_stage,
          stop_stage=stop_stage, dry_run=dry_run, echo=click.echo)
+
+
+# ---- task vectors as gear: store, diagnose, compress (asr_analogy.store.commands) --------------------------
+
+from asr_analogy.store.commands import compress_cmd, diagnose_cmd, store_group  # noqa: E402
+
+for _verb in (store_group, diagnose_cmd, compress_cmd):
+    main.add_command(_verb)

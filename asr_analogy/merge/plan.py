@@ -21,7 +21,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from asr_analogy.errors import ConfigError, MergeError
-from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, natural_key
+from asr_analogy.io.checkpoint import TensorSpec, natural_key
+from asr_analogy.merge.compressed import open_reader
 from asr_analogy.merge.config import MergeConfig, evaluate_setting, layer_positions, resolve_model
 from asr_analogy.merge.methods import METHODS
 from asr_analogy.merge.params import Method, Param
@@ -84,7 +85,7 @@ def open_inputs(refs: Sequence[str], stack: ExitStack, config_dir=None) -> dict[
         if key in by_path:
             out[ref] = by_path[key]
             continue
-        reader = stack.enter_context(CheckpointReader(path))
+        reader = stack.enter_context(open_reader(path))  # a compressed vector is read expanded
         out[ref] = by_path[key] = Input(ref, path, reader)
     return out
 

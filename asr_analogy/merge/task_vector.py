@@ -16,7 +16,7 @@ holding tau = theta_finetuned - theta_base for every floating-point tensor, with
 Every task vector this package writes uses this format: ``vector``, ``TaskVector.save``, ``merge`` of vector
 inputs only (provenance ``{"kind": "merge", "method": ..., "inputs": [...]}``), the syn2real recipe's pair and
 ensemble vectors. ``apply_vector`` (``asr-analogy apply-vector``), ``TaskVector.load`` and ``merge`` (a
-``vector:`` entry) read all of them. Reading and writing the metadata lives in ``merge.vector_format``.
+``vector:`` entry) read all of them, and compressed vectors (``merge.compressed``) expanded tensor by tensor. Reading and writing the metadata lives in ``merge.vector_format``.
 
 ``apply_vector`` refuses a base whose fingerprint differs unless ``allow_other_base`` is set (the analogy
 theta_C + lambda*(theta_B - theta_A) deliberately applies a vector from base A to model C).
@@ -36,6 +36,7 @@ import torch
 from asr_analogy.errors import ConfigError, MergeError
 from asr_analogy.io.atomic import refuse_overlap
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
+from asr_analogy.merge.compressed import open_reader
 from asr_analogy.merge.config import parse_dtype
 from asr_analogy.merge.plan import check_compatible
 from asr_analogy.merge.stream import Input, Streamer, refuse_existing, resolve_device, stream_to_checkpoint
@@ -123,7 +124,7 @@ def apply_vector(
     streamer = Streamer(resolve_device(device))
     with ExitStack() as stack:
         bs = Input(str(base), Path(base), stack.enter_context(CheckpointReader(base)))
-        tv = Input(str(vector_path), Path(vector_path), stack.enter_context(CheckpointReader(vector_path)))
+        tv = Input(str(vector_path), Path(vector_path), stack.enter_context(open_reader(vector_path)))
         expected = meta.get("base_fingerprint", "")
         why = fingerprint_mismatch(expected, bs.reader.fingerprint()) if expected and not allow_other_base else None
         if why:
@@ -271,7 +272,7 @@ class TaskVector(MappingABC):
     def load(cls, path: str | os.PathLike) -> "TaskVector":
         """Read a task vector written by ``save``, ``vector`` or the recipe; ``CheckpointError`` otherwise."""
         meta = read_vector_metadata(path)
-        with CheckpointReader(path) as reader:
+        with open_reader(path) as reader:
             tensors = {n: reader.get(n).clone() for n in reader.names()}
         return cls(tensors, meta.get("base_fingerprint") or None, meta.get("method", "finetuned - base"),
                    vector_provenance(meta))

@@ -15,6 +15,7 @@ from asr_analogy.errors import CheckpointError, MergeError
 from asr_analogy.io.checkpoint import CheckpointReader, fingerprint_mismatch
 
 KIND = "task_vector"
+COMPRESSED_KIND = "task_vector_compressed"  # a compressed vector (``merge.compressed``), read expanded
 
 
 def vector_metadata(
@@ -33,10 +34,11 @@ def vector_metadata(
 
 
 def check_vector_metadata(meta: Mapping[str, str], path: str | os.PathLike) -> dict[str, str]:
-    """``meta`` when it is a task vector's metadata; ``CheckpointError`` naming ``path`` otherwise."""
-    if meta.get("asr_analogy_kind") != KIND:
+    """``meta`` when it is a task vector's metadata (a compressed one's reads as ``task_vector``, its
+    ``compression`` key saying how); ``CheckpointError`` naming ``path`` otherwise."""
+    if meta.get("asr_analogy_kind") not in (KIND, COMPRESSED_KIND):
         raise CheckpointError(f"{path}: not a task vector (no asr_analogy_kind=task_vector in its metadata)")
-    return dict(meta)
+    return {**meta, "asr_analogy_kind": KIND}
 
 
 def read_vector_metadata(path: str | os.PathLike) -> dict[str, str]:
