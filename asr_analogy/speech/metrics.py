@@ -195,6 +195,16 @@ def evaluate(
         source = None
         records = list(hyps_path_or_records)
     where = source or "records"
+    if int(bootstrap) < 0:
+        raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+    if not records:
+        raise ManifestError(f"{where}: no record to score (the file is empty)")
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        uid = rec.get("id")
+        if uid is not None and seen.setdefault(str(uid), i) != i:
+            raise ManifestError(f"{where}: records #{seen[str(uid)] + 1} and #{i + 1} share the id {uid!r}; "
+                                "each utterance must be scored once (duplicate id)")
     for i, rec in enumerate(records):
         if not isinstance(rec.get("hypothesis"), str):
             raise ManifestError(f"{where}: record #{i + 1} has no string field 'hypothesis' (run transcribe first)")
