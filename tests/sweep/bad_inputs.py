@@ -94,7 +94,7 @@ def invoke_subprocess(argv: list[str], file_size_limit: int | None = None, timeo
 def _one_line_error(output: str) -> bool:
     lines = [ln for ln in output.strip().splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith(("error: ", "Error: "))]
-    return len(errors) == 1
+    return len(errors) == 1 or (lines[-1:] == ["Aborted!"] and not errors)  # an interrupt (a simulated kill)
 
 
 def classify(case, outcome: Outcome, lost: list[str], leftover: list[str], problem: str | None) -> str:
@@ -107,7 +107,7 @@ def classify(case, outcome: Outcome, lost: list[str], leftover: list[str], probl
             return "silently wrong"
         if leftover:
             return "silently wrong"
-        if not _one_line_error(outcome.output) or (case.msg and not re.search(case.msg, outcome.output, re.I)):
+        if not _one_line_error(outcome.output) or (case.msg and not re.search(case.msg, outcome.output, re.I | re.S)):
             return "unclear error"
         return "clear error"
     if outcome.exit_code != 0:
