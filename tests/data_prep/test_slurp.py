@@ -91,6 +91,7 @@ def test_cli_slurp(release, tmp_path):
     res = CliRunner().invoke(main, ["prep", "slurp", str(release), str(tmp_path / "out"), "--subset", "test"])
     assert res.exit_code == 0, res.output
     assert [r["id"] for r in read_manifest(tmp_path / "out" / "manifest.jsonl")] == ["audio-4"]
-    res = CliRunner().invoke(main, ["prep", "slurp", str(tmp_path), str(tmp_path / "o2")])
+    (tmp_path / "not_slurp").mkdir()
+    res = CliRunner().invoke(main, ["prep", "slurp", str(tmp_path / "not_slurp"), str(tmp_path / "o2")])
     assert res.exit_code == 2 and "train.jsonl does not exist" in res.output
     assert not Path(tmp_path / "o2").exists()
