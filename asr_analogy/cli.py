@@ -285,11 +285,20 @@ def prep_ivr_prompts(out_dir, from_dir, cache_dir, force, apt_update):
     prepare(from_dir, out_dir, cache_dir=cache_dir, update_index=apt_update, force=force, echo=click.echo)
 
 
+def _known_split(ctx, param, value):
+    """``--split``: train, dev or test (``validation`` and the like map to dev, as in the inputs)."""
+    from data_prep._common import SPLITS, normalize_split
+
+    if value is not None and normalize_split(value) not in SPLITS:
+        raise click.BadParameter(f"{value!r} is not a split; use one of {', '.join(SPLITS)}")
+    return value
+
+
 def _prep_common(f):
     """Options shared by the importers: fields to fill, resampling, overwrite."""
     for opt in reversed([
         click.option("--domain", help="Domain for utterances the input does not label."),
-        click.option("--split", help="Split (train/dev/test) for utterances the input does not label."),
+        click.option("--split", callback=_known_split, help="Split (train/dev/test) for utterances the input does not label."),
         click.option("--source", type=click.Choice(["real", "synthetic"]), default="real", show_default=True),
         click.option("--speaker", help="Speaker for utterances the input does not label."),
         click.option("--resample", is_flag=True, help="Write 16 kHz mono wavs under OUT_DIR/audio."),
@@ -313,6 +322,9 @@ def prep_csv(table, out_dir, path_column, text_column, delimiter, header, audio_
     """A CSV/TSV table of audio paths and transcripts."""
     from data_prep.tabular import prepare
 
+    delimiter = "\t" if delimiter in ("\\t", "tab") else delimiter
+    if delimiter is not None and len(delimiter) != 1:
+        raise click.BadParameter(f"{delimiter!r}: give one character (\\t for tab)", param_hint="--delimiter")
     refuse_overlap(out_dir, [table, audio_root])
     prepare(table, out_dir, path_column=path_column, text_column=text_column, delimiter=delimiter, header=header,
             audio_root=audio_root, echo=click.echo, **kw)

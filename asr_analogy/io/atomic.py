@@ -74,6 +74,17 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def temporary_dir(path: str | os.PathLike) -> Path:
+    """A new hidden folder beside ``path`` named as this module's temporaries of ``path``
+    (``.<name>.tmp-<host>-<pid>-*``), after removing the stale ones of killed runs; the caller removes it."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(path, "tmp"), dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the final folders the usual permissions
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """Open a temporary file beside ``path``; on clean exit, fsync and rename it to ``path``.

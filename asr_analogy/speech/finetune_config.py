@@ -88,6 +88,16 @@ class FinetuneConfig(BaseModel):
             raise ValueError(f"unknown normalizer {value!r}; choose one of {', '.join(NORMALIZERS)}")
         return value
 
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        from transformers import SchedulerType
+
+        known = [s.value for s in SchedulerType]
+        if value not in known:
+            raise ValueError(f"unknown scheduler {value!r}; choose one of {', '.join(known)}")
+        return value
+
     @model_validator(mode="after")
     def _check(self):
         if self.dev_manifest is not None and self.eval_steps is not None and self.save_steps % self.eval_steps:

@@ -204,7 +204,18 @@ def evaluate(
     characters of the normalized text, spaces between words included.
     """
     source, records = _load_scored(hyps_path_or_records)
-    _check_scored(records, source or "records")
+    where = source or "records"
+    if int(bootstrap) < 0:
+        raise ConfigError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+    if not records:
+        raise ManifestError(f"{where}: no record to score (the file is empty)")
+    seen: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        uid = rec.get("id")
+        if uid is not None and seen.setdefault(str(uid), i) != i:
+            raise ManifestError(f"{where}: records #{seen[str(uid)] + 1} and #{i + 1} share the id {uid!r}; "
+                                "each utterance must be scored once (duplicate id)")
+    _check_scored(records, where)
     norm = get_normalizer(normalizer, english_spelling)
     refs = [norm(r["text"]) for r in records]
     hyps = [norm(r["hypothesis"]) for r in records]

@@ -23,9 +23,10 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from asr_analogy.errors import AsrAnalogyError, ConfigError
+from asr_analogy.errors import AsrAnalogyError, ConfigError, ManifestError
 from asr_analogy.io.audio import TARGET_SR, load_audio
 from asr_analogy.io.manifest import read_manifest, write_manifest
+from asr_analogy.merge.stream import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,14 @@ def transcribe(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if num_beams < 1:
         raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     records = _records(manifest_or_records)
+    if not records:
+        where = manifest_or_records if isinstance(manifest_or_records, (str, os.PathLike)) else "the records"
+        raise ManifestError(f"{where}: no record to transcribe (the manifest is empty)")
+    if device is not None:
+        device = str(resolve_device(device))
     if isinstance(model, (str, os.PathLike)):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -273,6 +281,9 @@ def transcribe(
             bar.update(len(batch))
     if bar is not None:
         bar.close()
+    if n_errors == len(records):
+        first = next(r["error"] for r in records if r.get("error"))
+        raise ManifestError(f"none of the {len(records)} clips could be read (first: {first}); nothing was written")
     if n_errors:
         log.warning("%d of %d clips could not be read (see their 'error' field)", n_errors, len(records))
     if n_truncated:

@@ -21,6 +21,7 @@ voice; with 1 sample the voices take turns across sentences. Seeds derive from `
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import inspect
 import json
@@ -28,14 +29,14 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from asr_analogy.errors import ConfigError, ManifestError, OutputExistsError
-from asr_analogy.io.atomic import atomic_file
+from asr_analogy.io.atomic import atomic_file, temporary_dir
 from asr_analogy.io.audio import TARGET_SR, is_silent, resample, write_wav
 from asr_analogy.io.manifest import write_manifest
 from asr_analogy.speech.tts.base import _REGISTRY, TextError, TTSBackend, TTSError, backend_class
@@ -44,6 +45,9 @@ from asr_analogy.speech.tts.normalize import normalize_for_tts
 from asr_analogy.speech.tts.workers import run_pool
 
 CACHE_FORMAT = 1
+MAX_WORDS = 80
+"""Longest sentence spoken, in words (about 25 s at a voice's usual pace; Whisper hears 30 s). Longer lines go
+to the skip report (``too_long``): split them into sentences first."""
 MARKER = "synthesized.json"
 SKIPPED = "skipped.jsonl"
 # Fields of an input manifest that describe the real recording, not the synthetic one: not carried over.
@@ -273,6 +277,9 @@ def synthesize(
     for i, rec in enumerate(records):
         try:
             tts_text = normalize_for_tts(rec["text"]) if normalize else _plain(rec["text"])
+            if len(tts_text.split()) > MAX_WORDS:
+                raise TextError(f"{len(tts_text.split())} words: longer than the {MAX_WORDS}-word limit of one "
+                                "sentence (split the line into sentences)", reason="too_long")
         except TextError as exc:
             skipped.append({"id": rec["id"], "reason": exc.reason, "detail": str(exc), "text": rec["text"]})
             continue
@@ -300,15 +307,34 @@ def synthesize(
         if progress:
             print(f"{out_dir} is already synthesized with these settings")
         return manifest_path
-    if (out_dir / MARKER).exists() or manifest_path.exists():
-        if not force:
-            raise OutputExistsError(
-                f"{out_dir} holds a finished synthesis with other settings; pass force=True (--force) to replace it"
-            )
-        # Unmark first, so an interrupted replacement is never taken for a finished output.
-        (out_dir / MARKER).unlink(missing_ok=True)
-        manifest_path.unlink(missing_ok=True)
-        shutil.rmtree(out_dir / "wavs", ignore_errors=True)
+    replacing = (out_dir / MARKER).exists() or manifest_path.exists()
+    if replacing and not force:
+        raise OutputExistsError(
+            f"{out_dir} holds a finished synthesis with other settings; pass force=True (--force) to replace it"
+        )
+    # The wavs go to a hidden staging folder beside wavs/; an existing output is replaced only once the new one
+    # is complete, so a run killed midway leaves it as it was (and its staging folder is removed by the next run).
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = temporary_dir(out_dir / "wavs")
+    final_path = {t.id: Path(t.out_path) for _, t in planned}
+    (staging / "wavs").mkdir()
+    planned = [(rec, replace(t, out_path=str(staging / "wavs" / Path(t.out_path).name))) for rec, t in planned]
+    try:
+        return _run_and_write(planned, final_path, staging, out_dir, engine, class_path, workers, skipped, records,
+                              signature, replacing, progress, summary_fields=dict(
+                                  backend=engine.name, backend_version=version, voices=voice_ids, speeds=speeds,
+                                  pitches=pitches, samples_per_sentence=n, seed=seed, channel=channel_str,
+                                  normalize=normalize, peak_dbfs=peak_dbfs, cache_dir=str(cache_root.resolve())),
+                              keep_fields=keep_fields)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_and_write(planned, final_path, staging, out_dir, engine, class_path, workers, skipped, records, signature,
+                   replacing, progress, summary_fields, keep_fields) -> Path:
+    """Synthesize the planned samples into ``staging``, then put the output in place: wavs/, skipped.jsonl,
+    manifest.jsonl and last the marker. Before this last step nothing of an existing output is touched."""
+    manifest_path = out_dir / "manifest.jsonl"
 
     # Run: cached samples need no backend; the rest go to the workers.
     started = time.perf_counter()
@@ -337,7 +363,7 @@ def synthesize(
                             "voice": task.voice, "sample": task.sample})
             continue
         out = _carried(rec, keep_fields) | {
-            "id": task.id, "source_id": rec["source_id"], "audio_filepath": str(Path(task.out_path).resolve()),
+            "id": task.id, "source_id": rec["source_id"], "audio_filepath": str(final_path[task.id].resolve()),
             "text": rec["text"], "tts_text": task.tts_text, "duration": res["duration"], "source": "synthetic",
             "voice": task.voice, "speaker": f"{engine.name}:{task.voice}", "backend": engine.name,
             "speed": task.speed, "pitch": task.pitch, "seed": task.seed, "sample": task.sample,
@@ -345,21 +371,25 @@ def synthesize(
         }
         out_records.append(out)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out_dir / SKIPPED) as fh:
-        for entry in skipped:
-            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
     if not out_records:
-        raise TTSError(
-            f"no audio was synthesized: all {len(records)} sentences were skipped or failed; "
-            f"see {out_dir / SKIPPED}"
-        )
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(collections.Counter(s["reason"] for s in skipped).items()))
+        where = "" if replacing else f"; see {out_dir / SKIPPED}"
+        if not replacing:  # an existing output keeps its own skip report
+            _write_skips(out_dir, skipped)
+        first = f" (first: {skipped[0]['detail']})" if skipped else ""
+        raise TTSError(f"no audio was synthesized: all {len(records)} sentences were skipped or failed "
+                       f"({reasons}){first}{where}")
+    # Swap in: unmark first, so an interruption from here on is never taken for a finished output.
+    (out_dir / MARKER).unlink(missing_ok=True)
+    wavs = out_dir / "wavs"
+    if wavs.exists():
+        os.replace(wavs, staging / "old")  # removed with the staging folder
+    os.replace(staging / "wavs", wavs)
+    _write_skips(out_dir, skipped)
     write_manifest(out_records, manifest_path)
     n_synth = sum(1 for r in results.values() if r.get("synthesized"))
     summary = {
-        "signature": signature, "backend": engine.name, "backend_version": version, "voices": voice_ids,
-        "speeds": speeds, "pitches": pitches, "samples_per_sentence": n, "seed": seed, "channel": channel_str,
-        "normalize": normalize, "peak_dbfs": peak_dbfs, "cache_dir": str(cache_root.resolve()),
+        "signature": signature, **summary_fields,
         "sentences": len(records), "samples_written": len(out_records), "skipped": len(skipped),
         "synthesized": n_synth, "from_cache": len(out_records) - n_synth,
         "audio_hours": round(sum(r["duration"] for r in out_records) / 3600.0, 4),
@@ -373,6 +403,12 @@ def synthesize(
             f"{summary['from_cache']} from the cache), {len(skipped)} skipped -> {manifest_path}"
         )
     return manifest_path
+
+
+def _write_skips(out_dir: Path, skipped: list[dict]) -> None:
+    with atomic_file(out_dir / SKIPPED) as fh:
+        for entry in skipped:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
 
 def _carried(rec: dict, keep_fields: bool) -> dict:
