@@ -251,7 +251,7 @@ def finetune_cmd(config, resume, force, model, output_dir, max_steps, learning_r
 @main.command("shorten-audio-context")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--seconds", type=int, required=True, help="New encoder window, whole seconds (Whisper: 1-30).")
+@click.option("--seconds", type=click.IntRange(min=1), required=True, help="New encoder window, whole seconds (Whisper: 1-30).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 def shorten_audio_context_cmd(model_dir, out_dir, seconds, force):
     """Copy a Whisper model with its audio window cut to SECONDS (the base for audio_context_s fine-tunes)."""

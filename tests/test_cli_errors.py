@@ -52,3 +52,14 @@ def test_non_utf8_input_is_one_line(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", str(bad)])
     assert result.exit_code == 2 and "not UTF-8" in result.output and str(bad) in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_by_a_field_no_record_has_is_refused(hyps):
+    result = CliRunner().invoke(main, ["evaluate", str(hyps), "--by", "speakr"])
+    assert result.exit_code == 2 and f"error: {hyps}: no record has the field 'speakr' to group on (--by)" in result.output
+
+
+def test_shorten_audio_context_names_the_option(tmp_path):
+    (tmp_path / "m").mkdir()
+    result = CliRunner().invoke(main, ["shorten-audio-context", str(tmp_path / "m"), str(tmp_path / "o"), "--seconds", "0"])
+    assert result.exit_code == 2 and "'--seconds'" in result.output and not (tmp_path / "o").exists()

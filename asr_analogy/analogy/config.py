@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -190,6 +191,9 @@ class LambdaConfig(_Section):
     def _grid(cls, v):
         if not v:
             raise ValueError("lambda.grid must hold at least one value")
+        bad = [x for x in v if not math.isfinite(float(x))]
+        if bad:
+            raise ValueError(f"lambda.grid holds {bad[0]!r}; every λ must be a finite number")
         return sorted(set(float(x) for x in v))
 
 

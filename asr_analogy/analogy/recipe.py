@@ -43,8 +43,10 @@ class Syn2RealRecipe(RecipeContext):
         self.runner = StageRunner(self.out, STAGES, cfg.section_hash, context=self)
 
     def dry_run(self, from_stage=None, stop_stage=None) -> str:
-        """The config summary and the planned stages, each with what it would do."""
+        """The config summary and the planned stages, each with what it would do. Raises ``ConfigError`` for a
+        local input that does not exist (the base model folder, the corpus manifest)."""
         cfg = self.cfg
+        _check_local_inputs(cfg)
         lines = [f"config {cfg.source_path}" + (f" (variant {cfg.variant})" if cfg.variant else "") + ": valid",
                  f"outputs: {self.out}/", f"base model: {cfg.base_model}",
                  f"targets: {', '.join(cfg.domains.targets)}; sources: "
@@ -80,6 +82,26 @@ class Syn2RealRecipe(RecipeContext):
             fh.write(f"# as run from {self.cfg.source_path}" + (f", variant {self.cfg.variant}" if self.cfg.variant else "") + "\n")
             yaml.safe_dump(self.resolved_config(), fh, sort_keys=False, allow_unicode=True)
         return self.runner.run(from_stage, stop_stage, echo=self.echo)
+
+
+def _looks_local(value: str) -> bool:
+    """A path written as one (absolute, ./, ../, ~), not a hub id such as ``openai/whisper-tiny``."""
+    return value.startswith(("/", "./", "../", "~")) or os.path.exists(os.path.expanduser(value))
+
+
+def _check_local_inputs(cfg: RecipeConfig) -> None:
+    """The base model folder and the corpus manifest exist where the config names local paths."""
+    where = cfg.source_path or "recipe"
+    base = cfg.base_model
+    if not base.startswith("bundled:") and _looks_local(base):
+        path = Path(cfg.resolve_path(base))
+        if not (path / "config.json").is_file():
+            what = "does not exist" if not path.exists() else "holds no config.json (not a model folder)"
+            raise ConfigError(f"{where}: base_model {path} {what}")
+    if cfg.corpus.preparer == "manifest" and cfg.corpus.manifest:
+        manifest = Path(cfg.resolve_path(cfg.corpus.manifest))
+        if not manifest.is_file():
+            raise ConfigError(f"{where}: corpus.manifest {manifest} does not exist")
 
 
 def run(

@@ -227,6 +227,8 @@ def evaluate(
     result.update(_summary(everything, w_err, w_len, c_err, c_len, failed, bootstrap, seed))
     result.update(totals)
     groups: dict[str, list[int]] = {}
+    if by is not None and by != "domain" and not any(by in r for r in records):
+        raise ConfigError(f"{where}: no record has the field {by!r} to group on (--by)")
     if by is not None:
         for i, rec in enumerate(records):
             value = rec.get(by)

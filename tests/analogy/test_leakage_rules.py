@@ -1,4 +1,5 @@
-"""The leakage guard covers every split rule and every named domain, and `--dry-run` enforces it."""
+"""The leakage guard covers every split rule and every named domain, and `--dry-run` enforces it (and that the
+local inputs it names exist)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def test_the_valid_config_passes(tmp_path, tiny_base, tiny_corpus):
     (["evaluate.test_split=tset"], "evaluate.test_split: unknown split 'tset'"),
     (["domains.targets=[nosuch]"], "domains.targets ['nosuch'] not in the corpus (domains: alpha, beta, delta, gamma)"),
     (["lambda.pseudo_targets=[zeta]"], "lambda.pseudo_targets ['zeta'] not in the corpus"),
+    (["base_model=/nonexistent/model"], "base_model /nonexistent/model does not exist"),
+    (["corpus.manifest=/nonexistent.jsonl"], "corpus.manifest /nonexistent.jsonl does not exist"),
+    (["lambda.grid=[0.0, .nan]"], "lambda.grid holds nan; every λ must be a finite number"),
 ])
 def test_leaky_or_unknown_settings_are_refused_by_the_dry_run(tmp_path, tiny_base, tiny_corpus, sets, message):
     result = _dry_run(tmp_path, tiny_base, tiny_corpus, *sets)
