@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 from asr_analogy.io.manifest import read_jsonl
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split, resolve_audio_path, write_corpus
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, normalize_split, resolve_audio_path
 from data_prep.tabular import read_table, strict_rows
 
 CORPUS = "audiofolder"
@@ -89,27 +88,21 @@ def prepare(
     out_dir: str | os.PathLike,
     *,
     text_column: str | None = None,
-    domain: str | None = None,
-    split: str | None = None,
-    source: str = "real",
-    speaker: str | None = None,
-    resample: bool = False,
-    force: bool = False,
-    echo: Callable[[str], None] | None = print,
+    **options,
 ) -> Path:
     """Import an audiofolder into ``out_dir``; returns ``out_dir/manifest.jsonl``.
 
-    ``domain``, ``split``, ``source``, ``speaker`` fill fields not given by the metadata (a split subfolder
-    overrides ``split``). ``resample`` writes 16 kHz mono wavs under ``out_dir/audio``; otherwise the manifest
+    ``options``: ``ImportOptions`` (``domain``, ``split``, ``source``, ``speaker`` fill fields not given by the
+    metadata, a split subfolder overriding ``split``; ``force``, ``echo``). ``resample`` writes 16 kHz mono wavs under ``out_dir/audio``; otherwise the manifest
     points to the original files. Bad rows are skipped into ``skipped.jsonl``; a missing metadata file or
     column, or no usable row, is an error and writes nothing.
     """
+    opts = ImportOptions.of(CORPUS, options)
     folder = Path(folder)
     if not folder.is_dir():
         raise CorpusError(f"audiofolder {folder} is not a directory")
     skips = SkipReport()
-    defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}
+    defaults = opts.defaults()
     entries = folder_entries(folder, text_column=text_column, defaults=defaults, skips=skips)
-    options = {"folder": str(folder.resolve()), "text_column": text_column, **defaults, "resample": resample}
-    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=resample,
-                        skips=skips, echo=echo, total=len(entries))
+    options = {"folder": str(folder.resolve()), "text_column": text_column, **defaults, "resample": opts.resample}
+    return opts.write(entries, out_dir, corpus=CORPUS, options=options, skips=skips, total=len(entries))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split, write_corpus
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, normalize_split
 
 CORPUS = "hf-dataset"
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")
@@ -130,19 +130,17 @@ def prepare(
     audio_column: str = "audio",
     text_column: str | None = None,
     id_column: str | None = None,
-    domain: str | None = None,
-    source: str = "real",
-    speaker: str | None = None,
-    force: bool = False,
-    echo: Callable[[str], None] | None = print,
+    **options,
 ) -> Path:
     """Import a saved (or hub) dataset into ``out_dir``; returns ``out_dir/manifest.jsonl``.
 
     ``splits`` selects splits by their dataset names (default all). ``audio_column`` holds Audio or file
     paths; ``text_column`` defaults to the first of ``TEXT_COLUMNS`` present; ``id_column`` names utterances
     (default ``<split>/<row number>``). Columns domain/split/speaker/source/voice are carried over, else
-    ``domain``, ``source``, ``speaker`` fill them. Every utterance is written as 16 kHz mono wav.
+    ``domain``, ``source``, ``speaker`` fill them (``options``: ``ImportOptions`` without ``split`` and
+    ``resample``). Every utterance is written as 16 kHz mono wav.
     """
+    opts = ImportOptions.of(CORPUS, options, without=("split", "resample"))
     all_splits = load(dataset, config=config, revision=revision)
     if splits:
         missing = [s for s in splits if s not in all_splits]
@@ -150,7 +148,7 @@ def prepare(
             raise CorpusError(f"{dataset!s} has no split {missing}; it has {sorted(all_splits)}")
         all_splits = {s: all_splits[s] for s in splits}
     skips = SkipReport()
-    defaults = {"domain": domain, "source": source, "speaker": speaker}
+    defaults = opts.defaults(split=False)
     base = Path(dataset) if Path(dataset).is_dir() else None
     # check the columns of every split before anything is written
     for name, ds in all_splits.items():
@@ -162,5 +160,4 @@ def prepare(
                "revision": revision, "splits": splits, "audio_column": audio_column, "text_column": text_column,
                "id_column": id_column, **defaults}
     total = sum(len(ds) for ds in all_splits.values())
-    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=True, skips=skips,
-                        echo=echo, total=total)
+    return opts.write(entries, out_dir, corpus=CORPUS, options=options, skips=skips, total=total, resample=True)

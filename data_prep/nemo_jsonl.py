@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from asr_analogy.io.manifest import read_jsonl
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path, write_corpus
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, resolve_audio_path
 
 CORPUS = "nemo"
 
@@ -144,26 +144,22 @@ def prepare(
     *,
     supervisions: str | os.PathLike | None = None,
     audio_root: str | os.PathLike | None = None,
-    domain: str | None = None,
-    split: str | None = None,
-    source: str = "real",
-    speaker: str | None = None,
-    resample: bool = False,
-    force: bool = False,
-    echo: Callable[[str], None] | None = print,
+    **options,
 ) -> Path:
     """Import a NeMo manifest, Lhotse cuts, or Lhotse recordings + ``supervisions`` into ``out_dir``.
 
     Returns ``out_dir/manifest.jsonl``. Relative audio paths are resolved against ``audio_root`` (default: the
-    manifest's folder). ``domain``, ``split``, ``source``, ``speaker`` fill fields the input does not give.
-    ``resample`` writes every utterance as 16 kHz mono wav; otherwise whole files are referenced in place.
+    manifest's folder). ``options``: ``ImportOptions`` (``domain``, ``split``, ``source``, ``speaker`` fill fields
+    the input does not give; ``resample`` writes every utterance as 16 kHz mono wav, otherwise whole files are
+    referenced in place; ``force``, ``echo``).
     """
+    opts = ImportOptions.of(CORPUS, options)
     manifest = Path(manifest)
     rows = read_lines(manifest)
     kind = detect_format(rows[0], manifest)
     base = Path(audio_root) if audio_root is not None else manifest.parent
     skips = SkipReport()
-    defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}
+    defaults = opts.defaults()
     if kind == "nemo":
         entries = nemo_entries(rows, base, defaults, skips)
     elif kind == "lhotse_cut":
@@ -177,6 +173,5 @@ def prepare(
                           f"this one as supervisions")
     options = {"manifest": str(manifest.resolve()), "format": kind,
                "supervisions": str(Path(supervisions).resolve()) if supervisions else None,
-               "audio_root": str(audio_root) if audio_root else None, **defaults, "resample": resample}
-    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=resample,
-                        skips=skips, echo=echo)
+               "audio_root": str(audio_root) if audio_root else None, **defaults, "resample": opts.resample}
+    return opts.write(entries, out_dir, corpus=CORPUS, options=options, skips=skips)

@@ -23,10 +23,9 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path, write_corpus
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, resolve_audio_path
 
 CORPUS = "csv"
 PATH_COLUMNS = ("audio_filepath", "audio_path", "path", "audio", "file_name", "filename", "file", "wav", "wav_path")
@@ -178,28 +177,22 @@ def prepare(
     delimiter: str | None = None,
     header: bool | None = None,
     audio_root: str | os.PathLike | None = None,
-    domain: str | None = None,
-    split: str | None = None,
-    source: str = "real",
-    speaker: str | None = None,
-    resample: bool = False,
-    force: bool = False,
-    echo: Callable[[str], None] | None = print,
+    **options,
 ) -> Path:
     """Import a CSV/TSV table of audio paths and transcripts into ``out_dir``; returns ``out_dir/manifest.jsonl``.
 
-    ``domain``, ``split``, ``source`` and ``speaker`` fill fields that the table's own columns do not give.
-    ``resample`` writes every file as 16 kHz mono wav under ``out_dir/audio``; otherwise the manifest points to
+    ``options``: ``ImportOptions`` (``domain``, ``split``, ``source`` and ``speaker`` fill fields that the table's
+    own columns do not give; ``force``, ``echo``). ``resample`` writes every file as 16 kHz mono wav under ``out_dir/audio``; otherwise the manifest points to
     the original files (absolute paths). Missing/unreadable audio, empty text and short rows are skipped and
     listed in ``skipped.jsonl``; a missing column, or no usable row, is an error and writes nothing.
     """
+    opts = ImportOptions.of(CORPUS, options)
     table = Path(table)
     skips = SkipReport()
-    defaults = {"domain": domain, "split": split, "source": source, "speaker": speaker}
+    defaults = opts.defaults()
     entries = table_entries(table, path_column=path_column, text_column=text_column, delimiter=delimiter,
                             header=header, audio_root=audio_root, defaults=defaults, skips=skips)
     options = {"table": str(table.resolve()), "path_column": path_column, "text_column": text_column,
                "delimiter": delimiter, "header": header, "audio_root": str(audio_root) if audio_root else None,
-               **defaults, "resample": resample}
-    return write_corpus(entries, out_dir, corpus=CORPUS, options=options, force=force, resample=resample,
-                        skips=skips, echo=echo, total=len(entries))
+               **defaults, "resample": opts.resample}
+    return opts.write(entries, out_dir, corpus=CORPUS, options=options, skips=skips, total=len(entries))

@@ -36,4 +36,16 @@ def test_every_preparer_takes_corpus_then_out_dir():
     for name, entry in data_prep.PREPARERS.items():
         params = list(inspect.signature(entry.prepare).parameters.values())
         assert params[1].name == "out_dir" and params[0].kind is params[1].kind, name
-        assert all(p.kind is p.KEYWORD_ONLY for p in params[2:]), name
+        assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params[2:]), name
+
+
+def test_an_option_a_preparer_does_not_take_is_refused(tmp_path):
+    from data_prep._common import CorpusError
+
+    table = tmp_path / "t.csv"
+    table.write_text("path,text\na.wav,hi\n")
+    with pytest.raises(CorpusError, match=r"unknown option 'domian'; it takes domain, echo, force, resample, source"):
+        data_prep.PREPARERS["tabular"].prepare(table, tmp_path / "out", domian="x")
+    with pytest.raises(CorpusError, match=r"unknown option 'resample'"):
+        data_prep.PREPARERS["hf_dataset"].prepare(tmp_path, tmp_path / "out2", resample=True)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
