@@ -141,21 +141,19 @@ def demo(
     target: str | None = None,
     exp_dir: str | None = None,
     overrides: dict | None = None,
-    from_stage: str | None = None,
-    stop_stage: str | None = None,
-    dry_run: bool = False,
-    echo: Callable[[str], None] = print,
+    **run_options,
 ) -> Syn2RealRecipe:
     """The IVR recipe's ``demo`` variant (one target domain, offline defaults; ``variant`` picks another one of
-    the recipe's variants, e.g. ``demo_noisy``); prints the result table."""
+    the recipe's variants, e.g. ``demo_noisy``); prints the result table. ``run_options``: ``run``'s
+    ``from_stage``, ``stop_stage``, ``dry_run`` and ``echo``."""
     over = dict(overrides or {})
     if target:
         over = deep_merge(over, {"domains": {"targets": [target]}})
     if exp_dir:
         over = deep_merge(over, {"exp_dir": exp_dir})
+    dry_run, echo = run_options.get("dry_run", False), run_options.get("echo", print)
     t0 = time.time()
-    recipe = run(default_recipe_path(), variant=variant, overrides=over or None, from_stage=from_stage,
-                 stop_stage=stop_stage, dry_run=dry_run, echo=echo)
+    recipe = run(default_recipe_path(), variant=variant, overrides=over or None, **run_options)
     if not dry_run and (recipe.out / "RESULTS.md").is_file():
         from asr_analogy.analogy.report import result_table
 

@@ -45,12 +45,11 @@ def models(tmp_path):
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    """A 2-layer Llama (hidden 64) base and two fine-tunes perturbed from it, saved with save_pretrained."""
+def save_tiny_llamas(root: Path) -> dict[str, Path]:
+    """A 2-layer Llama (hidden 64) ``base`` and two fine-tunes ``ft0``, ``ft1`` perturbed from it (std 0.01),
+    saved with save_pretrained under ``root``; returns their folders by name."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    root = tmp_path_factory.mktemp("llama")
     torch.manual_seed(0)
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=128, tie_word_embeddings=False)
@@ -66,3 +65,9 @@ def tiny_llama(tmp_path_factory):
         ft.save_pretrained(root / f"ft{i}")
         dirs[f"ft{i}"] = root / f"ft{i}"
     return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """``save_tiny_llamas`` once per session."""
+    return save_tiny_llamas(tmp_path_factory.mktemp("llama"))

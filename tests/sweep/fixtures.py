@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 def tree_hash(root: Path) -> str:
@@ -26,20 +25,9 @@ def tree_hash(root: Path) -> str:
 
 
 def _llama(root: Path) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.merge.conftest import save_tiny_llamas
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=128, tie_word_embeddings=False)
-    base = LlamaForCausalLM(cfg)
-    base.save_pretrained(root / "base")
-    for i in range(2):
-        gen = torch.Generator().manual_seed(i + 1)
-        with torch.no_grad():
-            state = {k: v + 0.01 * torch.randn(v.shape, generator=gen) for k, v in base.state_dict().items()}
-        ft = LlamaForCausalLM(cfg)
-        ft.load_state_dict(state)
-        ft.save_pretrained(root / f"ft{i}")
+    save_tiny_llamas(root)
 
 
 def _whisper(root: Path) -> None:
