@@ -201,6 +201,38 @@ def test_finetune_labels_start_with_the_forced_prefix(multilingual_dir, tmp_path
     assert batch["labels"][0].tolist() == [-100, -100, -100, *text, 50257]
 
 
+def test_join_parts_streams_checks_the_size_and_is_reused(tmp_path):
+    from asr_analogy.speech.models.ct2_import import join_parts
+
+    (tmp_path / "p1").mkdir()
+    (tmp_path / "p2").mkdir()
+    a, b = tmp_path / "p1" / "model.bin.part1", tmp_path / "p2" / "model.bin.part2"
+    a.write_bytes(b"0123456789" * 300_000)  # 3 MB: three 1 MiB blocks and a rest
+    b.write_bytes(b"abc")
+    (tmp_path / "p1" / "vocabulary.txt").write_text("x\n")
+    with pytest.raises(CheckpointError, match="hold 3000003 bytes, expected 3000004"):
+        join_parts([a, b], tmp_path / "p1", tmp_path / "joined", expected_size=3_000_004)
+    assert not (tmp_path / "joined").exists()
+    out = join_parts([a, b], tmp_path / "p1", tmp_path / "joined", expected_size=3_000_003)
+    assert (out / "model.bin").read_bytes() == a.read_bytes() + b"abc"
+    assert (out / "vocabulary.txt").read_text() == "x\n" and not (out / "tokenizer.json").exists()
+    stamp = (out / "model.bin").stat().st_mtime_ns
+    assert join_parts([a, b], tmp_path / "p1", tmp_path / "joined").samefile(out)
+    assert (out / "model.bin").stat().st_mtime_ns == stamp  # reused, not joined again
+    b.write_bytes(b"abcd")
+    join_parts([a, b], tmp_path / "p1", tmp_path / "joined")
+    assert (out / "model.bin").stat().st_size == 3_000_004  # a changed part is joined again
+
+
+def test_missing_parts_name_the_package(monkeypatch, tmp_path):
+    from asr_analogy.speech.models import ct2_import
+
+    monkeypatch.setitem(ct2_import.BUNDLED_MODELS, "base", ("no_such_part_one", "no_such_part_two"))
+    res = CliRunner().invoke(main, ["import-ct2", "--bundled", "base", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "needs the pip package 'no-such-part-one'" in res.output
+    assert not (tmp_path / "out").exists()
+
+
 # ---- the real bundled Whisper base ------------------------------------------------------------------------
 
 IVR = Path(__file__).resolve().parents[2] / "data" / "ivr" / "manifest.jsonl"
