@@ -194,7 +194,9 @@ def bundled_source_dir(name: str = "tiny.en") -> Path:
     for package, directory in zip(packages, dirs):
         found = sorted(directory.glob("model.bin.part*"))
         if len(found) != 1:
-            raise CheckpointError(f"package {package}: expected one model.bin.part* under {directory}, found {len(found)}")
+            raise CheckpointError(
+                f"package {package}: expected one model.bin.part* under {directory}, found {len(found)}"
+            )
         parts.append(found[0])
     return join_parts(parts, dirs[0], cache_root() / "sources" / f"whisper-{name}", JOINED_MODEL_BIN_SIZES.get(name))
 

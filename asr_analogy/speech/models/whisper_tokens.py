@@ -68,7 +68,8 @@ def language_ids(vocabulary: list[str]) -> dict[str, int]:
     start, end = index.get("<|startoftranscript|>"), index.get("<|translate|>")
     if start is None or end is None or end <= start:
         return {}
-    return {t: start + 1 + k for k, t in enumerate(vocabulary[start + 1 : end]) if t.startswith("<|") and t.endswith("|>")}
+    between = enumerate(vocabulary[start + 1 : end], start=start + 1)
+    return {t: i for i, t in between if t.startswith("<|") and t.endswith("|>")}
 
 
 def task_ids(vocabulary: list[str]) -> dict[str, int]:
@@ -104,7 +105,7 @@ def forced_prefix(gen, language: str | None = None, task: str | None = None) -> 
 
 
 def language_token(language: str) -> str:
-    """``"en"``, ``"english"`` or ``"<|en|>"`` → ``"<|en|>"`` (names as transformers' Whisper tokenizer knows them)."""
+    """``"en"``, ``"english"`` or ``"<|en|>"`` → ``"<|en|>"`` (names as transformers' Whisper tokenizer has them)."""
     if language.startswith("<|") and language.endswith("|>"):
         return language
     from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
