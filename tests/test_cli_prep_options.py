@@ -24,6 +24,6 @@ def test_prep_csv_refuses_bad_options(tmp_path, extra, message):
 
 
 def test_a_split_alias_is_accepted(tmp_path):
-    from asr_analogy.cli import _known_split
+    from asr_analogy.cli.data import _known_split
 
     assert _known_split(None, None, "validation") == "validation"  # data_prep maps it to dev

@@ -74,6 +74,6 @@ def test_a_stage_whose_inputs_change_reruns_with_those_after_it_and_the_others_a
 def test_the_recipe_stage_list():
     assert STAGE_NAMES[0] == "prep" and STAGE_NAMES[-1] == "report" and len(set(STAGE_NAMES)) == len(STAGES)
     assert all(s.doc and s.outputs and callable(s.describe) for s in STAGES)
-    from asr_analogy.cli import _STAGE_HELP
+    from asr_analogy.cli.recipe import _STAGE_HELP
 
     assert _STAGE_HELP == ", ".join(STAGE_NAMES)  # the CLI's help lists the same stages
