@@ -14,7 +14,8 @@ from pathlib import Path
 
 from asr_analogy.io.manifest import read_jsonl
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, normalize_split, resolve_audio_path
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split, resolve_audio_path
+from data_prep._options import ImportOptions
 from data_prep.tabular import read_table, strict_rows
 
 CORPUS = "audiofolder"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, normalize_split
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, normalize_split
+from data_prep._options import ImportOptions
 
 CORPUS = "hf-dataset"
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text", "raw_text")

@@ -27,7 +27,8 @@ from typing import Iterator
 
 from asr_analogy.io.manifest import read_jsonl
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, resolve_audio_path
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path
+from data_prep._options import ImportOptions
 
 CORPUS = "nemo"
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asr_analogy.io.skips import SkipReport
-from data_prep._common import CARRY_FIELDS, CorpusError, Entry, ImportOptions, resolve_audio_path
+from data_prep._common import CARRY_FIELDS, CorpusError, Entry, resolve_audio_path
+from data_prep._options import ImportOptions
 
 CORPUS = "csv"
 PATH_COLUMNS = ("audio_filepath", "audio_path", "path", "audio", "file_name", "filename", "file", "wav", "wav_path")
