@@ -37,6 +37,16 @@ from asr_analogy.io.yaml_file import deep_merge, load_yaml
 DEFAULT_LAMBDA_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0]
 
 
+
+def _checked_by(check, value):
+    """``value`` once ``check(value)`` passes; its ``ConfigError`` becomes the ``ValueError`` pydantic reports
+    under the key being validated."""
+    try:
+        check(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -69,11 +79,7 @@ class CorpusConfig(_Section):
     def _known_condition(cls, v):
         from asr_analogy.speech.degrade import parse_degrade
 
-        try:
-            parse_degrade(v)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return _checked_by(parse_degrade, v)
 
 
 class DomainsConfig(_Section):
@@ -154,11 +160,7 @@ class EnsembleConfig(_Section):
     @field_validator("method")
     @classmethod
     def _method(cls, v):
-        try:
-            ensemble_method(v)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return v
+        return _checked_by(ensemble_method, v)
 
     @field_validator("density")
     @classmethod
