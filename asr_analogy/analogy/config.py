@@ -144,6 +144,16 @@ class FinetuneSettings(_Section):
     upper_bound: bool = True  # also train the reference system on target *real* train audio
     extra: dict[str, Any] = Field(default_factory=dict)  # more FinetuneConfig fields, passed through
 
+    @field_validator("extra")
+    @classmethod
+    def _extra_keeps_the_plan(cls, v):
+        """The data, model and output of each fine-tune come from the plan (and so pass the leakage guard)."""
+        planned = sorted(set(v) & {"model", "train_manifest", "dev_manifest", "output_dir"})
+        if planned:
+            raise ValueError(f"finetune.extra may not set {', '.join(planned)}: the recipe plans each fine-tune's "
+                             "data, model and output itself")
+        return v
+
 
 class EnsembleConfig(_Section):
     """An ensemble Synthetic2Real vector: the combination of several (θ_A_i, θ_B_i) pair vectors by a merge
@@ -264,6 +274,9 @@ class RecipeConfig(_Section):
             why = "the models are fine-tuned on it" if test == "train" else "its text is synthesized for training"
             raise ValueError(f"evaluate.test_split '{test}' would score the target on text it was trained on "
                              f"({why}); use a split that is neither 'train' nor in synthesis.splits")
+        if test == "dev" and (self.lambda_.mode == "oracle" or self.lambda_.report_oracle):
+            raise ValueError("evaluate.test_split 'dev' is the split the oracle λ is chosen on; score on test, or "
+                             "set lambda.mode to fixed/pseudo_target and lambda.report_oracle to false")
         for split in self.lambda_.select_splits:
             if split not in ("dev", "test"):
                 raise ValueError(f"lambda.select_splits: '{split}' is not a held-out split (λ is chosen on "

@@ -27,16 +27,19 @@ class _Group(click.Group):
     ``ASR_ANALOGY_DEBUG=1``) shows the traceback instead."""
 
     def invoke(self, ctx):
-        debug = bool(os.environ.get("ASR_ANALOGY_DEBUG")) or bool((ctx.params or {}).get("debug"))
+        debug = (os.environ.get("ASR_ANALOGY_DEBUG", "").lower() not in ("", "0", "false", "no")
+                 or bool((ctx.params or {}).get("debug")))
         try:
             return super().invoke(ctx)
-        except (AsrAnalogyError, OSError, UnicodeDecodeError) as exc:
+        except (AsrAnalogyError, OSError, UnicodeError) as exc:
             if debug:
                 raise
             if isinstance(exc, OSError) and not isinstance(exc, AsrAnalogyError):
                 message = os_error_message(exc)
             elif isinstance(exc, UnicodeDecodeError):
                 message = f"input is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            elif isinstance(exc, UnicodeError):
+                message = f"text cannot be encoded ({exc})"
             else:
                 message = str(exc)
             click.echo(f"error: {message}", err=True)

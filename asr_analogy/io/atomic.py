@@ -65,6 +65,8 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
         m = pattern.match(entry.name)
         if not m or int(m.group(2)) == os.getpid() or _alive(int(m.group(2))):
             continue
+        if m.group(1) == "old" and (entry / "x").exists() and not path.exists():
+            os.replace(entry / "x", path)  # a replacement killed between its two renames: keep the old output
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -126,6 +128,7 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     clean_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path, "tmp"), dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the final directory the usual permissions
+    old = None
     try:
         yield tmp
         if path.exists():
@@ -137,6 +140,9 @@ def atomic_dir(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
+        if old is not None and (old / "x").exists() and not path.exists():
+            os.replace(old / "x", path)  # the swap failed half-way: the old output goes back in place
+            shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 

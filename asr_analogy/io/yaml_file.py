@@ -77,26 +77,26 @@ def load_yaml(path: str | os.PathLike, what: str = "config", *, mapping: bool = 
     return data
 
 
-def parse_overrides(items: Iterable[str]) -> dict:
+def parse_overrides(items: Iterable[str], option: str = "--set") -> dict:
     """``["finetune.max_steps=5", "domains.targets=[a, b]"]`` → ``{"finetune": {"max_steps": 5}, ...}``.
 
-    Values are parsed as YAML (an empty value is ``None``). Raises ``ConfigError`` naming the item for a
-    missing ``=``, an empty key or a value that is not valid YAML.
+    Values are parsed as YAML (an empty value is ``None``). Raises ``ConfigError`` naming ``option`` and the item
+    for a missing ``=``, an empty key or a value that is not valid YAML.
     """
     out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. finetune.max_steps=20)")
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE (e.g. finetune.max_steps=20)")
         if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
-        parsed = loads_yaml(value, f"--set {item!r}") if value.strip() else None
+            raise ConfigError(f"{option} {item!r}: empty key")
+        parsed = loads_yaml(value, f"{option} {item!r}") if value.strip() else None
         node = out
         for p in parts[:-1]:
             child = node.setdefault(p, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} was already set to a value")
+                raise ConfigError(f"{option} {item!r}: {p!r} was already set to a value")
             node = child
         node[parts[-1]] = parsed
     return out

@@ -57,6 +57,8 @@ def merge(
     with torch_threads(threads if dev.type == "cpu" else None), ExitStack() as stack:
         plan = plan_merge(cfg, stack, compute_dtype=cdtype, out_dtype=odtype, source=source, provenance=provenance)
         inputs = {plan.anchor.path, *(i.path for t in plan.tensors for i in t.inputs)}
+        if plan.copy_files_from is not None:
+            inputs.add(Path(plan.copy_files_from))
         refuse_overlap(out_dir, sorted(inputs) + ([] if source == "<config>" else [source]))
         by_name = {t.name: t for t in plan.tensors}
         return stream_to_checkpoint(

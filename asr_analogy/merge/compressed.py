@@ -32,7 +32,7 @@ from typing import Iterator
 
 import torch
 
-from asr_analogy.errors import CheckpointError, ConfigError
+from asr_analogy.errors import CheckpointError, ConfigError, MergeError
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, dtype_name, natural_key, plan_shards, write_safetensors_file
 from asr_analogy.io.checkpoint.format import ST_TO_TORCH
 from asr_analogy.merge.vector_format import COMPRESSED_KIND, KIND, read_vector_metadata
@@ -256,7 +256,12 @@ def compress(vector_path: str | os.PathLike, out: str | os.PathLike, method: str
     out.parent.mkdir(parents=True, exist_ok=True)
     with open_reader(vector_path) as src, tempfile.TemporaryFile(dir=out.parent, prefix=f".{out.name}.spill-") as spill:
         for name in tqdm(src.names(), desc="compress", disable=not progress, leave=False):
-            entry, parts = encode(src.get(name), how)
+            tensor = src.get(name)
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                kind = "NaN" if bool(torch.isnan(tensor).any()) else "Inf"
+                raise MergeError(f"vector {vector_path}: tensor {name!r} contains {kind}; a compressed vector must be "
+                                 "finite (nothing was written)")
+            entry, parts = encode(tensor, how)
             layout[name] = entry
             float32_nbytes += 4 * src.numel(name)
             for key, arr in parts.items():

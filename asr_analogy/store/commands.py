@@ -34,7 +34,7 @@ def store_add(name, vector, metas, force, store):
     from asr_analogy.io.yaml_file import parse_overrides
     from asr_analogy.store.gear import add
 
-    record = add(name, vector, store=store, meta=parse_overrides(metas), force=force)
+    record = add(name, vector, store=store, meta=parse_overrides(metas, "--meta"), force=force)
     click.echo(f"{name}\t{record['sha256']}")
 
 

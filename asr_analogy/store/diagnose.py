@@ -77,6 +77,9 @@ def diagnose(vectors: Sequence[str | os.PathLike], out: str | os.PathLike | None
             if len(shapes) > 1:
                 raise MergeError(f"tensor {name!r}: shapes {sorted(map(list, shapes))} differ between the vectors")
             tensors = [r.get(name) for r in readers]
+            for label, t in zip(labels, tensors):
+                if t.is_floating_point() and not bool(t.isfinite().all()):
+                    raise MergeError(f"vector {label}: tensor {name!r} holds NaN or Inf; it cannot be diagnosed")
             masks = [top_mask(t, top_k) for t in tensors]
             part, group = layer_group(name)
             keys = ["all", group] + ([part] if part else [])

@@ -34,6 +34,7 @@ from typing import Iterator, Mapping, Sequence
 from asr_analogy.errors import CheckpointError, ConfigError, MergeError, OutputExistsError
 from asr_analogy.io.atomic import atomic_file
 from asr_analogy.io.checkpoint import CheckpointReader, fingerprint_mismatch
+from asr_analogy.io.hashing import file_sha256
 from asr_analogy.merge.vector_format import read_vector_metadata, vector_provenance
 
 ENV = "ASR_ANALOGY_STORE"
@@ -87,14 +88,6 @@ def _write_index(root: Path, index: dict) -> None:
         fh.write("\n")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(16 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _copy_hashing(src: Path, dst: Path) -> str:
     """Copy ``src`` to ``dst`` and return the SHA-256 of the bytes copied (one pass)."""
     h = hashlib.sha256()
@@ -119,9 +112,10 @@ def _architecture(base: str | None) -> str:
     config = Path(base) / "config.json" if base else None
     if config is None or not config.is_file():
         return ""
-    with contextlib.suppress(OSError, ValueError, TypeError):
+    with contextlib.suppress(OSError, ValueError, TypeError, IndexError):
         data = json.loads(config.read_text(encoding="utf-8"))
-        return str((data.get("architectures") or [data.get("model_type") or ""])[0])
+        if isinstance(data, dict):
+            return str((data.get("architectures") or [data.get("model_type") or ""])[0])
     return ""
 
 
@@ -129,6 +123,8 @@ def _record(meta: Mapping[str, str], user: Mapping, sha: str, nbytes: int) -> di
     """The index record of a vector from its file metadata and the user's ``--meta`` values."""
     provenance = vector_provenance(meta)
     base = provenance.get("base") if isinstance(provenance.get("base"), str) else None
+    if not isinstance(user.get("metrics") or {}, Mapping):
+        raise ConfigError("--meta metrics takes named values: metrics.KEY=VALUE (e.g. metrics.wer=12.3)")
     extra = {k: v for k, v in user.items() if k not in _KNOWN}
     return {
         "sha256": sha,
@@ -176,11 +172,11 @@ def add(name: str, vector: str | os.PathLike, *, store: str | os.PathLike | None
             folder = objects / sha
             if not folder.exists():
                 os.replace(tmp, folder)
-            record["card_sha256"] = _sha256(folder / CARD_FILE)
+            record["card_sha256"] = file_sha256(folder / CARD_FILE)
             index["entries"][name] = record
+            _write_index(root, index)  # the index first: it never names a folder that is gone
             if old is not None and old["sha256"] != sha:
                 _drop_unused(root, index, old["sha256"])
-            _write_index(root, index)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"name": name, **record}
@@ -220,7 +216,7 @@ def verify(name: str | None = None, store: str | os.PathLike | None = None) -> d
                                  ("card", Path(entry["folder"]) / CARD_FILE, entry.get("card_sha256", ""))):
             if not path.is_file():
                 problems.append(f"{what} {path} is missing")
-            elif _sha256(path) != want:
+            elif file_sha256(path) != want:
                 problems.append(f"{what} {path} changed (SHA-256 differs from the recorded {want[:12]}...)")
         report[entry["name"]] = problems
     return report

@@ -40,6 +40,9 @@ def test_the_valid_config_passes(tmp_path, tiny_base, tiny_corpus):
     (["base_model=/nonexistent/model"], "base_model /nonexistent/model does not exist"),
     (["corpus.manifest=/nonexistent.jsonl"], "corpus.manifest /nonexistent.jsonl does not exist"),
     (["lambda.grid=[0.0, .nan]"], "lambda.grid holds nan; every λ must be a finite number"),
+    (["finetune.extra={train_manifest: /tmp/target_real.jsonl}"],
+     "finetune.extra may not set train_manifest: the recipe plans each fine-tune's data"),
+    (["evaluate.test_split=dev"], "evaluate.test_split 'dev' is the split the oracle λ is chosen on"),
 ])
 def test_leaky_or_unknown_settings_are_refused_by_the_dry_run(tmp_path, tiny_base, tiny_corpus, sets, message):
     result = _dry_run(tmp_path, tiny_base, tiny_corpus, *sets)

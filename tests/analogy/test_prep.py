@@ -85,3 +85,16 @@ def test_bad_conditions_are_refused_at_load_naming_the_key_and_file(tmp_path, ti
     cfg = write_config(tmp_path / "r.yaml", recipe_dict(tiny_base, tiny_corpus, tmp_path / "exp", tmp_path / "tts"))
     with pytest.raises(ConfigError, match=r"r\.yaml with --set overrides: " + match):
         _recipe(cfg, f"corpus.degrade={value}")
+
+
+def test_babble_never_uses_the_pseudo_target_the_plan_picks(tmp_path, tiny_base, tiny_corpus):
+    """Without lambda.pseudo_targets the plan picks the largest source domain; its clips (on whose real audio λ
+    is chosen) are never mixed into other clips as babble."""
+    from asr_analogy.analogy.plan import domain_counts, resolve_domains
+
+    cfg = write_config(tmp_path / "r.yaml", recipe_dict(tiny_base, tiny_corpus, tmp_path / "exp", tmp_path / "tts"))
+    r = _recipe(cfg, "corpus.degrade=babble:snr_db=10,talkers=2", "lambda.pseudo_targets=null")
+    (picked,) = resolve_domains(r.cfg, domain_counts(read_manifest(tiny_corpus), "train"))["alpha"]["pseudo"]
+    r.run(stop_stage="prep")
+    donors = {key.split("/")[0] for x in read_manifest(r.real_manifest) for key in x["drawn"]["babble"][0]}
+    assert donors and picked not in donors and "alpha" not in donors

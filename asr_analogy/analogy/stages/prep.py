@@ -125,7 +125,8 @@ def _degrade(ctx: RecipeContext, records: list[dict], spec: str) -> list[dict]:
     kinds = {step.kind for step in parse_degrade(spec)}
     keys = [f"{r['domain']}/{r.get('id') or Path(r['audio_filepath']).stem}" for r in records]
     paths = dict(zip(keys, (r["audio_filepath"] for r in records)))
-    hidden = [*ctx.cfg.domains.targets, *(ctx.cfg.lambda_.pseudo_targets or [])]
+    resolved = resolve_domains(ctx.cfg, domain_counts(records, "train"))  # pseudo-targets as the plan picks them
+    hidden = [*ctx.cfg.domains.targets, *(p for t in resolved.values() for p in t["pseudo"])]
     pools = babble_pools(({**r, "id": k} for r, k in zip(records, keys)), hidden) if "babble" in kinds else {}
     degrader = Degrader(spec, music=MusicSource(_deps.hold_music_files(ctx.cfg.resolve_path(c.music_dir)))
                         if "music" in kinds else None, donor_audio=lru_cache(maxsize=None)(lambda k: load_audio(paths[k])))

@@ -24,6 +24,7 @@ import torch
 
 from asr_analogy.errors import CheckpointError, ConfigError
 from asr_analogy.io.atomic import atomic_dir
+from asr_analogy.io.hashing import file_sha256
 from asr_analogy.speech.models import ct2_format, ct2_processor, ct2_weights, whisper_tokens
 from asr_analogy.speech.models.ct2_format import Ct2Model, dequantized, read_ct2_model
 from asr_analogy.speech.models.ct2_processor import _configs, _ct2_config, _read_vocabulary, whisper_processor
@@ -76,14 +77,6 @@ def importer_digest() -> str:
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---- public API ------------------------------------------------------------------------------------------
 
 
@@ -132,7 +125,7 @@ def import_ct2(src_dir: str | os.PathLike, out_dir: str | os.PathLike, force: bo
     model.eval()
     provenance = {
         "source": str(src.resolve()),
-        "model_bin_sha256": _sha256(src / "model.bin"),
+        "model_bin_sha256": file_sha256(src / "model.bin"),
         "model_bin_size": (src / "model.bin").stat().st_size,
         "model_bin_mtime_ns": (src / "model.bin").stat().st_mtime_ns,
         "importer_sha256": importer_digest(),
@@ -303,4 +296,4 @@ def _is_import_of(out: Path, src: Path) -> bool:
         and prov.get("model_bin_mtime_ns") == stat.st_mtime_ns
     ):
         return True
-    return prov.get("model_bin_sha256") == _sha256(src / "model.bin")
+    return prov.get("model_bin_sha256") == file_sha256(src / "model.bin")
