@@ -72,3 +72,25 @@ def test_errors_name_the_tensor_and_the_side():
 def test_apply_copies_integer_buffers_named_in_the_vector():
     out = apply({"n": T([3])}, {"n": T([1])})
     assert out["n"].tolist() == [3]
+
+
+def test_task_vector_takes_the_finetuned_dtype():
+    ft = T([1.5], dtype=torch.float32)
+    base = T([0.25], dtype=torch.float64)
+    assert task_vector(ft, base).dtype == torch.float32
+    tau = task_vector({"w": ft}, {"w": base})
+    assert tau["w"].dtype == torch.float32 and tau["w"].item() == 1.25
+
+
+def test_state_dict_shape_error_names_both_sides():
+    with pytest.raises(MergeError, match=r"^tensor 'a': shape \[3\] in finetuned but \[2\] in base$"):
+        task_vector({"a": torch.zeros(3)}, {"a": torch.zeros(2)})
+
+
+def test_bf16_base_and_bf16_vector_round_once():
+    # 0.995 * (1 + 2^-7) = 1.0027 in float32, 256 + 1.0027 -> 258 in bfloat16 (spacing 2 above 256).
+    # In bfloat16 the product rounds to 1.0 first and 256 + 1 = 257 ties to the even 256.
+    base = T([256.0], dtype=torch.bfloat16)
+    vector = T([1.0078125], dtype=torch.bfloat16)
+    out = apply(base, vector, 0.995)
+    assert out.dtype == torch.bfloat16 and out.tolist() == [258.0]
