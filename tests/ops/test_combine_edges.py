@@ -42,7 +42,9 @@ def test_empty_deltas_are_refused_by_name():
 
 def test_elect_sign_defaults_to_the_mass_and_names_unknown_methods():
     assert elect_sign(SPLIT).tolist() == [1.0]
-    assert elect_sign([T([1.0], dtype=F64), T([-2.0], dtype=F64)]).dtype == F64
+    # every delta counts: 1 - 2 < 0
+    elected = elect_sign([T([1.0], dtype=F64), T([-2.0], dtype=F64)])
+    assert elected.dtype == F64 and elected.tolist() == [-1.0]
     with pytest.raises(ValueError, match=r"^unknown sign election 'median' \(sum or count\)$"):
         elect_sign(SPLIT, "median")
 
