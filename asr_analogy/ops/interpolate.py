@@ -39,13 +39,16 @@ def linear(tensors: Sequence[torch.Tensor], weights: Sequence[float], normalize:
 def slerp_coefficients(t: float, dot: float, dot_threshold: float = 0.9995) -> tuple[float, float]:
     """Coefficients (c0, c1) with slerp = c0 * v0 + c1 * v1, given the cosine ``dot`` between v0 and v1.
 
-    When ``|dot| > dot_threshold`` the vectors are treated as colinear and (1 - t, t) is returned (lerp).
+    When ``|dot| > dot_threshold`` the vectors are treated as colinear and (1 - t, t) is returned (lerp); so are
+    vectors whose angle has no usable sine (colinear under a ``dot_threshold`` of 1 or more).
     """
     dot = max(-1.0, min(1.0, dot))
     if abs(dot) > dot_threshold:
         return 1.0 - t, t
     theta = math.acos(dot)
     s = math.sin(theta)
+    if s < 1e-12:
+        return 1.0 - t, t
     return math.sin((1.0 - t) * theta) / s, math.sin(t * theta) / s
 
 

@@ -91,3 +91,9 @@ def test_slerp_of_bfloat16_rounds_once():
     assert out.dtype == BF16 and out.item() == 213 / 128
     # the same point from the other end (t = 2/3 from 3 to 1)
     assert slerp(2 / 3, T([3.0], dtype=BF16), T([1.0], dtype=BF16)).item() == 213 / 128
+
+
+@pytest.mark.parametrize("dot", [1.0, -1.0, 1.5])
+def test_slerp_coefficients_fall_back_to_lerp_when_the_angle_has_no_sine(dot):
+    # a threshold of 1 lets colinear (or anti-parallel) vectors through the colinearity test: sin(θ) is 0 there
+    assert slerp_coefficients(0.3, dot, dot_threshold=1.0) == pytest.approx((0.7, 0.3), abs=0)
