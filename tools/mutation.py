@@ -32,7 +32,7 @@ SCOPES: dict[str, list[str]] = {
     "asr_analogy/ops": ["tests/ops"],
     "asr_analogy/merge": ["tests/merge"],
     "asr_analogy/io": ["tests/io"],
-    "asr_analogy/speech/metrics.py": ["tests/speech/test_metrics.py", "tests/speech/test_bootstrap*.py"],
+    "asr_analogy/speech/metrics.py": ["tests/speech/test_metrics*.py", "tests/speech/test_bootstrap*.py"],
     "asr_analogy/analogy/vectors.py": ["tests/analogy/test_vectors*.py"],
     "asr_analogy/analogy/lambdas.py": ["tests/analogy/test_*lambda*.py"],
     "asr_analogy/analogy/access.py": ["tests/analogy/test_*access*.py"],
