@@ -1,8 +1,9 @@
 """Atomic outputs: write into a temporary sibling, then rename into place.
 
 A process killed midway leaves at most a hidden ``.<name>.tmp-<host>-<pid>-*`` sibling, never a partial output
-at the final path. The next write of the same output removes such leftovers when they are provably stale: made
-on this host by a process that no longer runs (``clean_stale_temporaries``).
+at the final path. Such leftovers are removed when they are provably stale (made on this host by a process that
+no longer runs: ``clean_stale_temporaries``): by the next ``atomic_dir`` write of the same output, and by a
+process's first ``atomic_file`` write into the same folder.
 """
 
 from __future__ import annotations
@@ -53,20 +54,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+def clean_stale_temporaries(path: str | os.PathLike, *, every_output: bool = False) -> list[Path]:
     """Remove the temporaries that killed writes of ``path`` left beside it: only those named by this module
-    for this host whose process is gone (a live writer's, or another host's, are never touched). Returns them."""
+    for this host whose process is gone (a live writer's, or another host's, are never touched). With
+    ``every_output``, those of every output in ``path``'s folder. Returns them."""
     path = Path(path).absolute()
     if not path.parent.is_dir():
         return []
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(tmp|old)-{re.escape(_host())}-(\d+)-[^/]+$")
+    name = ".+" if every_output else re.escape(path.name)
+    pattern = re.compile(rf"^\.(?P<name>{name})\.(?P<kind>tmp|old)-{re.escape(_host())}-(?P<pid>\d+)-[^/]+$")
     removed = []
     for entry in path.parent.iterdir():
         m = pattern.match(entry.name)
-        if not m or int(m.group(2)) == os.getpid() or _alive(int(m.group(2))):
+        if not m or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
             continue
-        if m.group(1) == "old" and (entry / "x").exists() and not path.exists():
-            os.replace(entry / "x", path)  # a replacement killed between its two renames: keep the old output
+        output = path.parent / m["name"]
+        if m["kind"] == "old" and (entry / "x").exists() and not output.exists():
+            os.replace(entry / "x", output)  # a replacement killed between its two renames: keep the old output
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -74,6 +78,18 @@ def clean_stale_temporaries(path: str | os.PathLike) -> list[Path]:
                 entry.unlink()
         removed.append(entry)
     return removed
+
+
+_CLEANED_FOLDERS: set[Path] = set()
+
+
+def _clean_folder_once(path: Path) -> None:
+    """``clean_stale_temporaries`` for every output of ``path``'s folder, once per folder and process: files
+    are written by the thousand into one folder (audio, TTS caches), and one listing of it is enough."""
+    folder = path.absolute().parent
+    if folder not in _CLEANED_FOLDERS:
+        _CLEANED_FOLDERS.add(folder)
+        clean_stale_temporaries(path, every_output=True)
 
 
 def temporary_dir(path: str | os.PathLike) -> Path:
@@ -95,7 +111,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(path)
+    _clean_folder_once(path)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path, "tmp"), dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the usual permissions

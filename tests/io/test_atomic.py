@@ -111,3 +111,23 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["out", live.name, other_host.name, other_output.name, unnamed.name])
     assert clean_stale_temporaries(tmp_path / "out") == []
+
+
+def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
+    import subprocess
+    import sys
+
+    from asr_analogy.io.atomic import _host
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    stale = tmp_path / f".a.wav.tmp-{_host()}-{dead}-abc"  # another output's leftover in the same folder
+    stale.write_bytes(b"x" * 10)
+    with atomic_file(tmp_path / "b.wav", "wb") as fh:
+        fh.write(b"b")
+    assert not stale.exists()
+    later = tmp_path / f".c.wav.tmp-{_host()}-{dead}-def"
+    later.write_bytes(b"x")
+    with atomic_file(tmp_path / "d.wav", "wb") as fh:  # the folder was listed once already in this process
+        fh.write(b"d")
+    assert later.exists() and sorted(p.name for p in tmp_path.iterdir()) == [later.name, "b.wav", "d.wav"]
