@@ -30,7 +30,7 @@ _EXPORTS = {
     "RecipeContext": "context",
     "STAGES": "stages",
     "STAGE_NAMES": "stages",
-    "SYSTEMS": "systems",
+    "systems_for": "systems",
     "Syn2RealRecipe": "recipe",
     "run": "recipe",
     "demo": "recipe",

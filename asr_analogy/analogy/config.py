@@ -136,13 +136,38 @@ class FinetuneSettings(_Section):
     select_best: bool = False  # keep the checkpoint with the best WER on *source* real dev (never target)
     eval_steps: int | None = Field(default=None, ge=1)
     seed: int = 0
+    # repeat every fine-tune (and everything after it) once per seed: the runs go to <exp_dir>/<name>/seed<k>/
+    # and the report gives each system's mean ± standard deviation over seeds; None: one run with `seed`
+    seeds: list[int] | None = None
     resume: bool = True  # a killed fine-tune continues from its last checkpoint
     # source: C = (source real + synthetic) then target synthetic at lr × lr_scale (the paper);
     # base: C = target synthetic only, from the base model
     c_init: Literal["source", "base"] = "source"
     target_stage: TargetStageConfig = Field(default_factory=TargetStageConfig)
+    # more C systems beside c_init's, each scored alone and with the syn2real vector: tts (target synthetic
+    # from the base), paper (source real + synthetic, then target synthetic at lr × lr_scale), multi (one
+    # fine-tune from the base on source real + source synthetic + target synthetic together, as many steps as
+    # paper's two stages). tts and paper take target_stage's steps on the target text.
+    baselines: list[Literal["tts", "paper", "multi"]] = Field(default_factory=list)
     upper_bound: bool = True  # also train the reference system on target *real* train audio
     extra: dict[str, Any] = Field(default_factory=dict)  # more FinetuneConfig fields, passed through
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("finetune.seeds must list at least one seed, each once")
+        return v
+
+    @property
+    def primary_c(self) -> str:
+        """The C of ``c_init``: ``paper`` (source stage first) or ``tts`` (from the base)."""
+        return "paper" if self.c_init == "source" else "tts"
+
+    @property
+    def c_variants(self) -> list[str]:
+        """Every C system of the run, c_init's first."""
+        return [self.primary_c] + [b for b in dict.fromkeys(self.baselines) if b != self.primary_c]
 
     @field_validator("extra")
     @classmethod
@@ -197,6 +222,22 @@ class LambdaConfig(_Section):
     holdout_from_sources: bool = True
     select_splits: list[str] = Field(default_factory=lambda: ["dev"])  # pseudo-target real splits scored
     report_oracle: bool = False  # also find the oracle λ on target real dev and report it (labelled)
+    # more ways to add the vector, each chosen on the pseudo-target like λ and scored as its own system:
+    # "encdec" (one λ for the encoder, one for the decoder), "layers" (lower encoder half, upper encoder half,
+    # decoder), both by coordinate search over `grid` starting from the chosen single λ; "topk:F" (the vector
+    # keeps its fraction F of largest-magnitude entries per tensor, then λ from `grid`)
+    search: list[str] = Field(default_factory=list)
+
+    @field_validator("search")
+    @classmethod
+    def _search(cls, v):
+        from asr_analogy.analogy.options import parse_option
+
+        for item in v:
+            _checked_by(parse_option, item)
+        if len(set(v)) != len(v):
+            raise ValueError("lambda.search lists an option twice")
+        return v
 
     @field_validator("grid")
     @classmethod
@@ -217,6 +258,10 @@ class EvaluateConfig(_Section):
     num_beams: int = Field(default=1, ge=1)
     max_new_tokens: int | None = Field(default=None, ge=1)  # cap on generated tokens per clip (None: the model's)
     test_split: str = "test"
+    # every system but the upper bound is scored on *all* the target's real utterances (no target real audio is
+    # trained on; the text of the train split was synthesized for C); the upper bound, which trains on target
+    # real train audio, on test_split only. false: every system on test_split
+    all_target_utterances: bool = False
     lambda_curve: bool = True  # also score the λ grid on target test, for the WER-vs-λ plot (reporting only)
     export_models: bool = True  # write θ_D (and the ensemble's) as model directories under final/<target>/
 
@@ -278,9 +323,12 @@ class RecipeConfig(_Section):
             raise ValueError("evaluate.test_split 'dev' is the split the oracle λ is chosen on; score on test, or "
                              "set lambda.mode to fixed/pseudo_target and lambda.report_oracle to false")
         for split in self.lambda_.select_splits:
+            if split == "train" and self.lambda_.holdout_from_sources:
+                continue  # the pseudo-targets' real audio is then trained on by nothing, like a target's
             if split not in ("dev", "test"):
                 raise ValueError(f"lambda.select_splits: '{split}' is not a held-out split (λ is chosen on "
-                                 "pseudo-target dev/test audio, never on the train split the models learn from)")
+                                 "pseudo-target dev/test audio, and on train only with lambda.holdout_from_sources, "
+                                 "never on audio the models learn from)")
         return self
 
     @property

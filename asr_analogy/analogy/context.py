@@ -14,6 +14,7 @@ from asr_analogy.analogy import _deps
 from asr_analogy.analogy.access import DataAccess
 from asr_analogy.analogy.cache import read_json, short_hash
 from asr_analogy.analogy.config import RecipeConfig
+from asr_analogy.analogy.options import option_slug
 from asr_analogy.analogy.plan import Plan, Suite, build_plan, domain_counts
 
 
@@ -105,13 +106,16 @@ class RecipeContext:
         return "pair-" + short_hash([self.job_fingerprint(a), self.job_fingerprint(b)])
 
     def suite_vectors(self, suite: Suite) -> dict:
-        """Ids of the suite's vectors: ``{"syn2real": id, "ensemble": id or None}``."""
+        """Ids of the suite's vectors: ``{"syn2real": id, "ensemble": id or None}``, plus one per sparse option
+        of ``lambda.search`` (``{"topk:0.2": id}``)."""
         ensemble = None
         if suite.ensemble:
             e = self.cfg.ensemble
             pairs = [(self.job_fingerprint(a), self.job_fingerprint(b)) for _, a, b in suite.ensemble]
             ensemble = "ens-" + short_hash({"pairs": pairs, "method": e.method, "density": e.density, "seed": e.seed})
-        return {"syn2real": self.pair_id(suite.A, suite.B), "ensemble": ensemble}
+        main = self.pair_id(suite.A, suite.B)
+        sparse = {opt: f"{main}-{option_slug(opt)}" for opt in self.cfg.lambda_.search if opt.startswith("topk:")}
+        return {"syn2real": main, "ensemble": ensemble, **sparse}
 
     def selection(self, target: str) -> dict:
         """``lambda/<target>.json``: the λ chosen for a target (``value``, ``value_ensemble``, ``how``, curves)."""

@@ -7,12 +7,14 @@ fractions) through ``lambdas.sweep_lambda``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable
 
 from asr_analogy.analogy import _deps
 from asr_analogy.analogy.config import EvaluateConfig
 from asr_analogy.analogy.lambdas import sweep_lambda
+from asr_analogy.ops.param_groups import canonical
 
 
 class Decoder:
@@ -48,16 +50,19 @@ class Decoder:
             self.vectors = {key: load_vector(path)}  # one vector in memory at a time is enough
         return self.vectors[key]
 
-    def hyps(self, model_dir, records: list[dict], vector_file: Path | None = None, lam: float = 0.0) -> list[dict]:
-        """Records with ``hypothesis`` from θ (``vector_file`` None or λ = 0) or θ + λ·v."""
+    def hyps(self, model_dir, records: list[dict], vector_file: Path | None = None, lam=0.0) -> list[dict]:
+        """Records with ``hypothesis`` from θ (``vector_file`` None or λ = 0) or θ + λ·v; ``lam`` is a number
+        or a per-group scale (``asr_analogy.ops.param_groups``)."""
         model_dir = str(model_dir)
-        use_vector = vector_file is not None and float(lam) != 0.0
-        key = (model_dir, str(vector_file) if use_vector else None, float(lam) if use_vector else 0.0,
+        lam = canonical(lam)
+        use_vector = vector_file is not None and lam != 0.0
+        key = (model_dir, str(vector_file) if use_vector else None,
+               json.dumps(lam, sort_keys=True) if use_vector else "0.0",
                tuple(r.get("id") or r["audio_filepath"] for r in records))
         if key not in self.memo:
             model, processor, lambda_model = self._load(model_dir)
             if use_vector:
-                lambda_model.set(float(lam), self._vector(vector_file))
+                lambda_model.set(lam, self._vector(vector_file))
             elif lambda_model.lam not in (None, 0.0):
                 lambda_model.reset()
             s = self.settings

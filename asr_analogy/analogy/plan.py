@@ -9,6 +9,9 @@ For a target domain t with source domains Src (see ``DomainsConfig.source_pool``
 | S   | base                             | Src real + synthetic, train                  | source stage of C (paper)     |
 | C   | S (c_init source) or base        | t synthetic, train (lr × lr_scale after S)   | θ_C of the analogy            |
 | UB  | like C                           | t *real*, train                              | upper bound (reference only)  |
+| C_tts | base                           | t synthetic, train (target_stage's steps)    | baseline ``tts``              |
+| C_paper | S                            | t synthetic, train (lr × lr_scale)           | baseline ``paper`` (= C of c_init source) |
+| C_multi | base                         | Src real + Src synthetic + t synthetic, train (max_steps + target_stage's steps) | baseline ``multi`` |
 
 Ensembles add one pair per TTS voice (A_v: Src synthetic of voice v; B) or per source domain (A_d, B_d).
 Pseudo-targets p (held-out source domains, for λ selection) get the same suite built on Src without p; with
@@ -48,7 +51,7 @@ class DataSpec:
 class Job:
     """One fine-tune. ``init`` is "base" or the key of another job."""
 
-    role: str  # A, B, S, C, UB, A_voice, A_domain, B_domain
+    role: str  # A, B, S, C, UB, A_voice, A_domain, B_domain, C_tts, C_multi
     init: str
     train: tuple[DataSpec, ...]
     lr_scale: float = 1.0
@@ -101,6 +104,7 @@ class Suite:
     S: str | None = None
     UB: str | None = None
     ensemble: list[tuple[str, str, str]] = field(default_factory=list)  # (label, A_i key, B_i key)
+    variants: dict[str, str] = field(default_factory=dict)  # every C system: tts / paper / multi → job key
 
 
 @dataclass
@@ -208,6 +212,22 @@ def build_plan(cfg: RecipeConfig, counts: dict[str, int], voices: list[str] | No
             sk = None
             c = add(Job("C", "base", (DataSpec("synthetic", (target,)),), **sched, dev=dev))
             ub = add(Job("UB", "base", (DataSpec("real", (target,)),), **sched, dev=dev)) if upper_bound else None
+        variants = {ft.primary_c: c}
+        for name in ft.c_variants[1:]:
+            if name == "tts":
+                variants[name] = add(Job("C_tts", "base", (DataSpec("synthetic", (target,)),), 1.0, tgt_steps,
+                                         tgt_epochs, dev=dev))
+            elif name == "paper":
+                sp = add(Job("S", "base", (DataSpec("real", s), DataSpec("synthetic", s)), **sched, dev=dev))
+                variants[name] = add(Job("C", sp, (DataSpec("synthetic", (target,)),), ts.lr_scale, tgt_steps,
+                                         tgt_epochs, dev=dev))
+            else:  # multi: the two stages of paper in one fine-tune, every utterance in one pool
+                if ft.max_steps is None or tgt_steps is None:
+                    raise ConfigError(f"{cfg.source_path or 'recipe'}: the multi baseline needs finetune.max_steps "
+                                      "and target steps (it takes as many steps as the two stages of paper)")
+                variants[name] = add(Job("C_multi", "base", (DataSpec("real", s), DataSpec("synthetic", s),
+                                                             DataSpec("synthetic", (target,))),
+                                         1.0, ft.max_steps + tgt_steps, None, dev=dev))
         pairs: list[tuple[str, str, str]] = []
         if ens.enabled and ens.by == "voice":
             for v in voices or []:
@@ -220,7 +240,7 @@ def build_plan(cfg: RecipeConfig, counts: dict[str, int], voices: list[str] | No
                 ad = add(Job("A_domain", "base", (DataSpec("synthetic", (dom,)),), **sched, dev=dev))
                 bd = add(Job("B_domain", "base", (DataSpec("real", (dom,)),), **sched, dev=dev))
                 pairs.append((f"domain {dom}", ad, bd))
-        return Suite(target, s, a, b, c, sk, ub, pairs)
+        return Suite(target, s, a, b, c, sk, ub, pairs, variants)
 
     domains = resolve_domains(cfg, counts)
     targets = []

@@ -34,13 +34,21 @@ from asr_analogy.analogy.config import RecipeConfig, load_recipe_config
 from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.stages import STAGES, StageRunner
 
+SHARED_STAGES = ("prep", "synthesize")
+"""With ``finetune.seeds``, these run once for all seeds; the later stages once per seed."""
+
 
 class Syn2RealRecipe(RecipeContext):
     """One experiment: the shared context of its stages, and the runner that runs them in order."""
 
-    def __init__(self, cfg: RecipeConfig, echo: Callable[[str], None] = print):
+    def __init__(self, cfg: RecipeConfig, echo: Callable[[str], None] = print, data_from: RecipeContext | None = None):
         super().__init__(cfg, echo)
         self.runner = StageRunner(self.out, STAGES, cfg.section_hash, context=self)
+        if data_from is not None:  # one seed of a run over seeds: the shared corpus and TTS audio
+            self.real_manifest, self.syn_dir, self.syn_manifest = (
+                data_from.real_manifest, data_from.syn_dir, data_from.syn_manifest)
+            self.seeded_runner = StageRunner(self.out, [st for st in STAGES if st.name not in SHARED_STAGES],
+                                             cfg.section_hash, context=self)
 
     def dry_run(self, from_stage=None, stop_stage=None) -> str:
         """The config summary and the planned stages, each with what it would do. Raises ``ConfigError`` for a
@@ -52,6 +60,8 @@ class Syn2RealRecipe(RecipeContext):
                  f"targets: {', '.join(cfg.domains.targets)}; sources: "
                  + (", ".join(cfg.domains.sources) if cfg.domains.sources else f"all other corpus domains ({cfg.domains.source_pool})")
                  + (f"; excluded: {', '.join(cfg.domains.exclude)}" if cfg.domains.exclude else ""),
+                 *([f"seeds: {', '.join(map(str, cfg.finetune.seeds))} (prep and synthesize once; the later stages "
+                    f"per seed in {self.out}/seed<k>/; RESULTS.md over seeds)"] if cfg.finetune.seeds else []),
                  "planned stages:"]
         for i, (stage, action) in enumerate(self.runner.plan(from_stage, stop_stage), 1):
             lines.append(f"  {i}. {stage.name:<14} [{action}] {stage.doc}")
@@ -81,7 +91,32 @@ class Syn2RealRecipe(RecipeContext):
         with atomic_file(self.out / "recipe.yaml") as fh:
             fh.write(f"# as run from {self.cfg.source_path}" + (f", variant {self.cfg.variant}" if self.cfg.variant else "") + "\n")
             yaml.safe_dump(self.resolved_config(), fh, sort_keys=False, allow_unicode=True)
-        return self.runner.run(from_stage, stop_stage, echo=self.echo)
+        seeds = self.cfg.finetune.seeds
+        if not seeds:
+            return self.runner.run(from_stage, stop_stage, echo=self.echo)
+        return self._run_seeds(seeds, from_stage, stop_stage)
+
+    def _run_seeds(self, seeds: list[int], from_stage, stop_stage) -> list[tuple[str, str]]:
+        """prep and synthesize here, the rest once per seed in ``seed<k>/``, then the report over seeds."""
+        from asr_analogy.analogy.seeds import seed_config, write_aggregate
+
+        shared = [st for st in STAGES if st.name in SHARED_STAGES]
+        names = [st.name for st in STAGES]
+        first_seeded = names.index(STAGES[len(shared)].name)
+        top_from = from_stage if from_stage in SHARED_STAGES else None
+        top_stop = stop_stage if stop_stage in SHARED_STAGES else None
+        done = StageRunner(self.out, shared, self.cfg.section_hash, context=self).run(top_from, top_stop, echo=self.echo)
+        if stop_stage in SHARED_STAGES:
+            return done
+        seed_from = from_stage if from_stage and names.index(from_stage) >= first_seeded else None
+        for k in seeds:
+            self.echo(f"[seeds] seed {k} → {self.out / f'seed{k}'}")
+            run_k = Syn2RealRecipe(seed_config(self.cfg, k), self.echo, data_from=self)
+            done += [(f"seed{k}/{name}", what) for name, what in
+                     run_k.seeded_runner.run(seed_from, stop_stage, echo=self.echo)]
+        if stop_stage in (None, names[-1]):
+            self.echo(f"wrote {write_aggregate(self.cfg, seeds)}")
+        return done
 
 
 def _looks_local(value: str) -> bool:

@@ -19,14 +19,19 @@ from asr_analogy.io.atomic import atomic_file
 from asr_analogy.speech.degrade import describe_condition
 
 from asr_analogy.analogy.cache import read_json
-from asr_analogy.analogy.systems import TABLE_ORDER as ORDER, systems_for
+from asr_analogy.ops.param_groups import describe_scale
+
+from asr_analogy.analogy.systems import systems_for, table_order
 
 
-PAIRED_REFERENCES = ("C", "base")
-"""Every system's WER is compared with each of these systems' on the same utterances (paired bootstrap)."""
+PAIRED_REFERENCES = ("C", "base", "C_tts", "C_paper", "C_multi")
+"""Every system's WER is compared with each of these systems' (those the run has) on the same utterances
+(paired bootstrap)."""
+
+_FALLBACK_ORDER = ("base", "C", "syn2real", "ensemble", "best", "upper_bound", "syn2real_oracle")
 
 
-def paired_versus(hyps_files: dict, *, normalizer: str, bootstrap: int, seed: int) -> dict:
+def paired_versus(hyps_files: dict, *, normalizer: str, bootstrap: int, seed: int, skip=()) -> dict:
     """``{system: {"vs_C": paired, "vs_base": paired}}`` from ``hyps_files`` = {target: {system: hyps JSONL}}.
 
     Each entry is ``asr_analogy.speech.metrics.paired_bootstrap_pooled`` of (reference, system) over the targets
@@ -35,7 +40,7 @@ def paired_versus(hyps_files: dict, *, normalizer: str, bootstrap: int, seed: in
     """
     from asr_analogy.speech.metrics import paired_bootstrap_pooled
 
-    names = list(dict.fromkeys(name for files in hyps_files.values() for name in files))
+    names = [n for n in dict.fromkeys(name for files in hyps_files.values() for name in files) if n not in skip]
     out: dict = {}
     for name in names:
         for ref in PAIRED_REFERENCES:
@@ -67,11 +72,16 @@ def target_results(ctx, target_plan) -> dict:
         })
     wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
     paired = paired_versus({t: {s["system"]: hyps_path(ctx.out, t, s["system"]) for s in systems}},
-                           normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
+                           normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed, skip=_other_utterances(cfg))
     for s in systems:
         s["rel_vs_C"] = (s["wer"] - wc) / wc if wc else None
         s["paired"] = paired.get(s["system"], {})
     return {"target": t, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, "systems": systems}
+
+
+def _other_utterances(cfg) -> tuple[str, ...]:
+    """Systems scored on other utterances than the rest (the upper bound, on test only), left out of pairs."""
+    return ("upper_bound",) if cfg.evaluate.all_target_utterances else ()
 
 
 def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
@@ -95,6 +105,9 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         "lambda_mode": cfg.lambda_.mode,
         "audio_context_s": cfg.finetune.audio_context_s,
         "condition": describe_condition(cfg.corpus.degrade),
+        "scored": ("all target real utterances (train, dev, test); upper bound on "
+                   f"{ev.test_split} only" if ev.all_target_utterances else f"target real {ev.test_split}"),
+        "order": table_order(cfg),
         "targets": {},
     }
     hyps_files = {}
@@ -108,6 +121,10 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
                  "systems": systems,
                  "sources": list(tp.main.sources),
                  "pseudo_targets": [p.target for p in tp.pseudo]}
+        if "variants" in sel:
+            entry["choices"] = {v: {o: {"scale": c["scale"], "pseudo_wer": c["pseudo_wer"]} for o, c in ch.items()}
+                                for v, ch in sel["variants"].items()}
+            entry["best"] = sel["best"]
         if "mean_curve" in sel:
             entry["selection_curve"] = sel["mean_curve"]
         if "oracle" in sel:
@@ -125,7 +142,8 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         if rel:
             res.setdefault("mean_relative_wer_change_vs_C", {})[name] = sum(rel) / len(rel)
             res.setdefault("mean_relative_over_targets", {})[name] = len(rel)
-    res["pooled"] = paired_versus(hyps_files, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
+    res["pooled"] = paired_versus(hyps_files, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed,
+                                  skip=_other_utterances(cfg))
     res["stage_seconds"] = dict(stage_seconds or {})
     res["exported"] = sorted(str(p.parent.relative_to(out)) for p in (out / "final").glob("*/*/analogy.json"))
     return res
@@ -135,13 +153,18 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def _rows(entry: dict) -> list[tuple[dict, str, str, str]]:
+def _rank(order, name: str) -> int:
+    order = list(order or _FALLBACK_ORDER)
+    return order.index(name) if name in order else len(order)
+
+
+def _rows(entry: dict, order=None) -> list[tuple[dict, str, str, str]]:
     """A target's systems in table order, each with its λ, 95 % interval and change versus C as text."""
     rows = []
-    for s in sorted(entry["systems"], key=lambda s: ORDER.index(s["system"]) if s["system"] in ORDER else 99):
+    for s in sorted(entry["systems"], key=lambda s: _rank(order, s["system"])):
         ci = s.get("wer_ci95")
         ci_s = f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}" if ci else "–"
-        lam = f"{s['lambda']:g}" if s.get("lambda") is not None else ""
+        lam = describe_scale(s["lambda"]) if s.get("lambda") is not None else ""
         rel = f"{100 * s['rel_vs_C']:+.1f} %" if s.get("rel_vs_C") is not None and s["system"] != "C" else ""
         rows.append((s, lam, ci_s, rel))
     return rows
@@ -165,8 +188,8 @@ def _num(x, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
-def _ordered(names) -> list[str]:
-    return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else 99)
+def _ordered(names, order=None) -> list[str]:
+    return sorted(names, key=lambda n: _rank(order, n))
 
 
 def _pooled_markdown(results: dict) -> list[str]:
@@ -176,7 +199,7 @@ def _pooled_markdown(results: dict) -> list[str]:
           "| system − reference | targets | WER reference % | WER system % | Δ pp | 95 % CI (pp) | relative % "
           "| 95 % CI (rel. %) | share Δ ≤ 0 | verdict |",
           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for name in _ordered(results.get("pooled", {})):
+    for name in _ordered(results.get("pooled", {}), results.get("order")):
         for vs, p in results["pooled"][name].items():
             ci, rel_ci = p.get("diff_ci_pp"), p.get("rel_ci_pct")
             verdict = "significant" if significant(p) else "interval includes 0"
@@ -193,7 +216,7 @@ def result_table(results: dict) -> str:
     lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8} "
              f"{'Δ vs C, pp [95 % CI]':>24}"]
     for t, e in results["targets"].items():
-        for s, lam, ci_s, rel in _rows(e):
+        for s, lam, ci_s, rel in _rows(e, results.get("order")):
             lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8} "
                          f"{delta_text(s.get('paired', {}).get('vs_C')):>24}")
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
@@ -201,7 +224,7 @@ def result_table(results: dict) -> str:
     for k, v in mean.items():
         n = results.get("mean_relative_over_targets", {}).get(k, len(results["targets"]))
         lines.append(f"mean relative WER change of {k} vs C over {n} target(s) where C makes errors: {100 * v:+.1f} %")
-    for name in _ordered(results.get("pooled", {})):
+    for name in _ordered(results.get("pooled", {}), results.get("order")):
         p = results["pooled"][name].get("vs_C")
         if p:
             lines.append(f"pooled over {len(p['groups'])} target(s), {name} − C: {delta_text(p)} points"
@@ -212,7 +235,8 @@ def result_table(results: dict) -> str:
 
 def _markdown(results: dict, plots: dict) -> str:
     md = [f"# Results: {results['name']}", ""]
-    md.append(f"Base model `{results['base_model']}`; WER and CER in percent on each target's **real test** audio, "
+    md.append(f"Base model `{results['base_model']}`; WER and CER in percent on "
+              f"{results.get('scored', 'each target real test')} audio, "
               f"text normalized with `{results['normalizer']}` on both references and hypotheses; 95 % interval "
               f"of the WER from {results['bootstrap']} bootstrap resamples of utterances. “vs C” is the relative "
               f"WER change (WER − WER_C) / WER_C (negative is better). “Δ vs C” and “Δ vs base” are the system's WER "
@@ -235,7 +259,7 @@ def _markdown(results: dict, plots: dict) -> str:
         md.append("| system | λ | WER % | 95 % CI | CER % | vs C | Δ vs C, pp [95 % CI] | Δ vs base, pp [95 % CI] "
                   "| utterances | words |")
         md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for s, lam, ci_s, rel in _rows(e):
+        for s, lam, ci_s, rel in _rows(e, results.get("order")):
             paired = s.get("paired", {})
             md.append(f"| {s['label']} | {lam} | {_pct(s['wer'])} | {ci_s} | {_pct(s['cer'])} | {rel} "
                       f"| {delta_text(paired.get('vs_C'))} | {delta_text(paired.get('vs_base'))} "
@@ -246,6 +270,12 @@ def _markdown(results: dict, plots: dict) -> str:
                   + (f" The oracle λ (target real dev, for reference only) would be {e['lambda']['oracle']:g}."
                      if e["lambda"].get("oracle") is not None else ""))
         md.append("")
+        if e.get("best"):
+            b = e["best"]
+            md.append(f"Pseudo-target pick over every C and option: C_{b['variant']} + syn2real"
+                      + (f" ({b['option']})" if b.get("option") else "")
+                      + f", λ {describe_scale(b['scale'])} (pseudo-target WER {100 * b['pseudo_wer']:.2f} %).")
+            md.append("")
         if t in plots:
             md.append(f"![WER versus λ, {t}]({plots[t]})")
             md.append("")
@@ -324,7 +354,7 @@ def plot_lambda_curve(entry: dict, target: str, path: Path) -> Path:
 def plot_systems(results: dict, path: Path) -> Path:
     """Grouped bars: WER of every system per target, with the 95 % bootstrap interval."""
     targets = list(results["targets"])
-    names = [n for n in ORDER if any(s["system"] == n for e in results["targets"].values() for s in e["systems"])]
+    names = [n for n in (results.get("order") or _FALLBACK_ORDER) if any(s["system"] == n for e in results["targets"].values() for s in e["systems"])]
     width = 0.8 / max(1, len(names))
     fig, ax = _figure((max(5, 1.8 * len(targets) + 2), 4))
     for i, n in enumerate(names):

@@ -1,55 +1,89 @@
-"""The systems scored on each target's real test split, in evaluation order; a new system is one entry here.
+"""The systems scored on each target's real audio, in evaluation order.
 
 Each system names the model it decodes (``"base"`` or a job key of the target's analogy) and, for θ_C + λ·v,
-the vector id and λ. ``base``: the base model; ``C``: fine-tuned on target synthetic speech; ``syn2real``:
-θ_C + λ·(θ_B − θ_A) at the selected λ; ``ensemble``: θ_C + λ·ensemble vector; ``upper_bound``: trained on
-target real audio (a reference, not a method); ``syn2real_oracle``: λ picked on target real dev (labelled).
+the vector id and λ (a number or a per-group scale). Per C system of the run (``finetune.c_variants``: c_init's
+C first, then ``finetune.baselines``):
+
+| system                          | model                                                                   |
+|---------------------------------|-------------------------------------------------------------------------|
+| ``C`` / ``C_<variant>``         | the C fine-tune (``C`` is c_init's: paper or tts)                       |
+| ``syn2real`` / ``C_<v>_syn2real`` | θ_C + λ·(θ_B − θ_A), λ chosen on the pseudo-target                    |
+| ``…_syn2real_<option>``         | the same with a ``lambda.search`` option (encdec, layers, topk0.2, …)    |
+
+then ``ensemble`` (θ_C + λ·ensemble vector), ``best`` (the syn2real system of lowest pseudo-target WER over
+every C and option: the method's pick, made without target real audio), and the references ``upper_bound``
+(trained on target real audio) and ``syn2real_oracle`` (λ picked on target real dev), labelled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from asr_analogy.ops.param_groups import describe_scale
 
 from asr_analogy.analogy.config import RecipeConfig
+from asr_analogy.analogy.options import option_slug
 from asr_analogy.analogy.plan import Suite
 
-
-@dataclass(frozen=True)
-class System:
-    """``decode(cfg, suite, selection, vector_ids)``: ``{"model", ["vector", "lambda"]}`` or None where the
-    system does not exist for this run; ``planned(cfg)``: whether the dry run lists it; ``reference``: shown last
-    in the tables (not a method)."""
-
-    name: str
-    label: str
-    decode: Callable[[RecipeConfig, Suite, dict, dict], dict | None]
-    planned: Callable[[RecipeConfig], bool] = lambda cfg: True
-    reference: bool = False
+C_LABELS = {"paper": "C_paper (source real+TTS, then target TTS)", "tts": "C_tts (target TTS from base)",
+            "multi": "C_multi (source real+TTS and target TTS at once)"}
+OPTION_LABELS = {"encdec": "encoder/decoder λ", "layers": "layer-group λ"}
+REFERENCES = ("upper_bound", "syn2real_oracle")
 
 
-def _analogy(suite: Suite, vector_id: str | None, lam: float) -> dict | None:
-    return None if vector_id is None else {"model": suite.C, "vector": vector_id, "lambda": lam}
+def c_name(cfg: RecipeConfig, variant: str) -> str:
+    """``C`` for c_init's C, else ``C_<variant>``."""
+    return "C" if variant == cfg.finetune.primary_c else f"C_{variant}"
 
 
-SYSTEMS = (
-    System("base", "base model", lambda cfg, suite, sel, ids: {"model": "base"}),
-    System("C", "C (target synthetic)", lambda cfg, suite, sel, ids: {"model": suite.C}),
-    System("syn2real", "C + syn2real", lambda cfg, suite, sel, ids: _analogy(suite, ids["syn2real"], sel["value"])),
-    System("ensemble", "C + syn2real ensemble",
-           lambda cfg, suite, sel, ids: _analogy(suite, ids["ensemble"], sel.get("value_ensemble", sel["value"])),
-           planned=lambda cfg: cfg.ensemble.enabled),
-    System("upper_bound", "upper bound (target real)",
-           lambda cfg, suite, sel, ids: {"model": suite.UB} if suite.UB else None,
-           planned=lambda cfg: cfg.finetune.upper_bound, reference=True),
-    System("syn2real_oracle", "C + syn2real, oracle λ",
-           lambda cfg, suite, sel, ids: (_analogy(suite, ids["syn2real"], sel["oracle"]["value"])
-                                         if "oracle" in sel and cfg.lambda_.mode != "oracle" else None),
-           planned=lambda cfg: cfg.lambda_.report_oracle and cfg.lambda_.mode != "oracle"),
-)
-LABELS = {s.name: s.label for s in SYSTEMS}
-TABLE_ORDER = tuple(s.name for s in SYSTEMS if not s.reference) + tuple(s.name for s in SYSTEMS if s.reference)
-"""Row order of the result tables: the methods in evaluation order, then the references."""
+def analogy_name(cfg: RecipeConfig, variant: str, option: str | None = None) -> str:
+    """The system name of C_variant + syn2real vector, with ``option`` (a ``lambda.search`` entry) or not."""
+    head = "syn2real" if variant == cfg.finetune.primary_c else f"C_{variant}_syn2real"
+    return head if option is None else f"{head}_{option_slug(option)}"
+
+
+def _option_label(option: str) -> str:
+    return OPTION_LABELS.get(option, option.replace("topk:", "top-") + " sparse")
+
+
+def names_and_labels(cfg: RecipeConfig) -> list[tuple[str, str]]:
+    """Every system the run can score, ``(name, label)`` in table order (methods, then references)."""
+    out = [("base", "base model")]
+    for v in cfg.finetune.c_variants:
+        out.append((c_name(cfg, v), C_LABELS[v]))
+        short = C_LABELS[v].split(" ")[0]
+        out.append((analogy_name(cfg, v), f"{short} + syn2real"))
+        for opt in cfg.lambda_.search:
+            out.append((analogy_name(cfg, v, opt), f"{short} + syn2real, {_option_label(opt)}"))
+    if cfg.ensemble.enabled:
+        out.append(("ensemble", f"{C_LABELS[cfg.finetune.primary_c].split(' ')[0]} + syn2real ensemble"))
+    if len(cfg.finetune.c_variants) > 1 or cfg.lambda_.search:
+        out.append(("best", "best syn2real (pseudo-target pick)"))
+    out.append(("upper_bound", "upper bound (target real)"))
+    out.append(("syn2real_oracle", "C + syn2real, oracle λ"))
+    return out
+
+
+def labels(cfg: RecipeConfig) -> dict[str, str]:
+    return dict(names_and_labels(cfg))
+
+
+def table_order(cfg: RecipeConfig) -> list[str]:
+    return [n for n, _ in names_and_labels(cfg)]
+
+
+def planned(cfg: RecipeConfig) -> list[str]:
+    """The systems the dry run lists."""
+    skip = set()
+    if not cfg.finetune.upper_bound:
+        skip.add("upper_bound")
+    if not cfg.lambda_.report_oracle or cfg.lambda_.mode == "oracle":
+        skip.add("syn2real_oracle")
+    return [n for n in table_order(cfg) if n not in skip]
+
+
+def _vector_of(vector_ids: dict, option: str | None) -> str:
+    if option is not None and option.startswith("topk:"):
+        return vector_ids[option]
+    return vector_ids["syn2real"]
 
 
 def systems_for(cfg: RecipeConfig, suite: Suite, selection: dict, vector_ids: dict) -> list[dict]:
@@ -58,9 +92,37 @@ def systems_for(cfg: RecipeConfig, suite: Suite, selection: dict, vector_ids: di
     ``suite``: the target's main analogy; ``selection``: its ``lambda/<target>.json``; ``vector_ids``: the
     suite's vector ids (``RecipeContext.suite_vectors``).
     """
-    out = []
-    for system in SYSTEMS:
-        entry = system.decode(cfg, suite, selection, vector_ids)
-        if entry is not None:
-            out.append({"system": system.name, **entry})
+    out = [{"system": "base", "model": "base"}]
+    chosen = selection.get("variants", {})
+    for v in cfg.finetune.c_variants:
+        c_key = suite.variants.get(v, suite.C if v == cfg.finetune.primary_c else None)
+        if c_key is None:
+            continue
+        out.append({"system": c_name(cfg, v), "model": c_key})
+        single = chosen.get(v, {}).get("single", {}).get("scale", selection["value"])
+        if v != cfg.finetune.primary_c and v not in chosen:
+            continue
+        out.append({"system": analogy_name(cfg, v), "model": c_key, "vector": vector_ids["syn2real"],
+                    "lambda": single})
+        for opt in cfg.lambda_.search:
+            pick = chosen.get(v, {}).get(opt)
+            if pick is not None:
+                out.append({"system": analogy_name(cfg, v, opt), "model": c_key,
+                            "vector": _vector_of(vector_ids, opt), "lambda": pick["scale"]})
+    if vector_ids.get("ensemble"):
+        out.append({"system": "ensemble", "model": suite.C, "vector": vector_ids["ensemble"],
+                    "lambda": selection.get("value_ensemble", selection["value"])})
+    best = selection.get("best")
+    if best is not None:
+        src = next(s for s in out if s["system"] == analogy_name(cfg, best["variant"], best["option"]))
+        out.append({**src, "system": "best", "picked": src["system"]})
+    if suite.UB and cfg.finetune.upper_bound:
+        out.append({"system": "upper_bound", "model": suite.UB})
+    if "oracle" in selection and cfg.lambda_.mode != "oracle" and cfg.lambda_.report_oracle:
+        out.append({"system": "syn2real_oracle", "model": suite.C, "vector": vector_ids["syn2real"],
+                    "lambda": selection["oracle"]["value"]})
     return out
+
+
+def describe_lambda(scale) -> str:
+    return describe_scale(scale)

@@ -38,6 +38,7 @@ from asr_analogy.merge.methods import METHODS
 from asr_analogy.merge.params import Method
 from asr_analogy.merge.task_vector import TaskVector, apply_vector
 from asr_analogy.ops import apply
+from asr_analogy.ops.param_groups import canonical, scales_for
 
 Vector = Mapping[str, torch.Tensor]
 
@@ -248,17 +249,20 @@ class LambdaModel:
                 raise MergeError(f"tensor {n!r}: shape {list(self._params[n].shape)} in the model but {list(v.shape)} in the vector")
 
     @torch.no_grad()
-    def set(self, lam: float, vector: Mapping[str, torch.Tensor] | None = None) -> None:
-        """Set the model's weights to θ_C + λ·v (``vector`` or the default one)."""
+    def set(self, lam, vector: Mapping[str, torch.Tensor] | None = None) -> None:
+        """Set the model's weights to θ_C + λ·v (``vector`` or the default one); ``lam`` is a number or a
+        per-group scale (``asr_analogy.ops.param_groups``: each tensor gets its group's λ)."""
         vector = self.vector if vector is None else vector
         if vector is None:
             raise MergeError("LambdaModel.set needs a vector")
         if vector is not self.vector:
             self._check(vector)
+        lam = canonical(lam)
+        scales = scales_for(self.c_state, lam)
         for n, p in self._params.items():
             c = self.c_state[n]
-            p.data.copy_(apply(c, vector[n], float(lam)) if n in vector and lam != 0 else c)
-        self.lam = float(lam)
+            p.data.copy_(apply(c, vector[n], scales[n]) if n in vector and scales[n] != 0 else c)
+        self.lam = lam
 
     @torch.no_grad()
     def reset(self) -> None:

@@ -24,7 +24,7 @@ def test_every_stage_completes_and_writes_its_outputs(e2e_run):
         assert s["n_utterances"] == 3
         assert 0 <= s["wer"] and s["wer_ci95"][0] <= s["wer"] <= s["wer_ci95"][1]
     assert systems["C"]["rel_vs_C"] == 0
-    assert (exp / "RESULTS.md").read_text().count("| C (target synthetic) |") == 1
+    assert (exp / "RESULTS.md").read_text().count("| C_paper (source real+TTS, then target TTS) |") == 1
     assert (exp / "plots" / "wer_vs_lambda_alpha.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (exp / "plots" / "systems.png").stat().st_size > 1000
 

@@ -20,15 +20,17 @@ from asr_analogy.analogy.export import export_models
 from asr_analogy.analogy.plan import TargetPlan
 from asr_analogy.analogy.report import hyps_path, target_results
 from asr_analogy.analogy.stages.base import Stage
-from asr_analogy.analogy.systems import LABELS, SYSTEMS, systems_for
+from asr_analogy.analogy.systems import labels, planned, systems_for
+from asr_analogy.ops.param_groups import describe_scale
 
 
 def describe(ctx: RecipeContext) -> list[str]:
     ev = ctx.cfg.evaluate
-    systems = [s.name for s in SYSTEMS if s.planned(ctx.cfg)]
+    systems = planned(ctx.cfg)
     curve = "; WER-vs-λ curve on test (reporting)" if ev.lambda_curve else ""
-    return [f"systems {', '.join(systems)} on target real {ev.test_split}; normalizer {ev.normalizer}, "
-            f"bootstrap {ev.bootstrap}{curve}"]
+    where = (f"all target real utterances (upper bound: {ev.test_split} only)" if ev.all_target_utterances
+             else f"target real {ev.test_split}")
+    return [f"systems {', '.join(systems)} on {where}; normalizer {ev.normalizer}, bootstrap {ev.bootstrap}{curve}"]
 
 
 def target_systems(ctx: RecipeContext, target_plan: TargetPlan) -> list[dict]:
@@ -45,14 +47,17 @@ def _score_system(ctx: RecipeContext, target: str, system: dict, records: list[d
     spec = {**system, "model_fingerprint": model_fingerprint, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap,
             "seed": ev.seed, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens, "n": len(records)}
 
+    label = labels(ctx.cfg)[name]
+
     def compute() -> dict:
-        ctx.echo(f"[evaluate] {target}: {LABELS[name]}" + (f" (λ={system['lambda']:g})" if "lambda" in system else ""))
+        ctx.echo(f"[evaluate] {target}: {label}"
+                 + (f" (λ {describe_scale(system['lambda'])})" if "lambda" in system else ""))
         model_dir = ctx.base_dir if system["model"] == "base" else str(ctx.model_dir(system["model"]))
         vector_file = ctx.vector_path(system["vector"]) if "vector" in system else None
         hyps = ctx.decoder.hyps(model_dir, records, vector_file, system.get("lambda", 0.0))
         write_manifest(hyps, hyps_path(ctx.out, target, name), relative=False)
         metrics = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
-        return {**metrics, "system": name, "label": LABELS[name], "target": target}
+        return {**metrics, "system": name, "label": label, "target": target}
 
     return cached_result(ctx.out / "eval" / target / "metrics" / f"{name}.json", spec, compute)
 
@@ -79,16 +84,19 @@ def run(ctx: RecipeContext) -> dict:
     summary = {}
     for target_plan in ctx.plan().targets:
         target = target_plan.target
+        splits = ["train", "dev", "test"] if ev.all_target_utterances else [ev.test_split]
         recs = access.records(ctx.real_manifest, consumer="evaluate", purpose="decode", domains=[target],
-                              splits=[ev.test_split])
-        if not recs:
+                              splits=splits)
+        if not any(r.get("split") == ev.test_split for r in recs):
             raise ConfigError(f"target '{target}' has no real {ev.test_split} utterances")
         recs = [r if r.get("id") else {**r, "id": str(r["audio_filepath"])} for r in recs]  # pairs utterances
-        summary[target] = {s["system"]: _score_system(ctx, target, s, recs)["wer"]
+        held_out = [r for r in recs if r.get("split") == ev.test_split]  # the upper bound trained on the rest
+        summary[target] = {s["system"]: _score_system(ctx, target, s, held_out if s["system"] == "upper_bound"
+                                                      else recs)["wer"]
                            for s in target_systems(ctx, target_plan)}
         write_json(ctx.out / "eval" / target / "results.json", target_results(ctx, target_plan))
         if ev.lambda_curve:
-            _test_curve(ctx, target_plan, recs)
+            _test_curve(ctx, target_plan, held_out)
         if ev.export_models:
             export_models(ctx, target_plan)
     return summary

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from asr_analogy.errors import ConfigError
 
+from asr_analogy.analogy import _deps
 from asr_analogy.analogy.access import DataAccess
 from asr_analogy.analogy.cache import cached_result, short_hash, write_json
 from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.lambdas import choose_lambda, mean_curve, select_lambda
 from asr_analogy.analogy.plan import TargetPlan
 from asr_analogy.analogy.stages.base import Stage
+from asr_analogy.ops.param_groups import describe_scale
 
 
 def describe(ctx: RecipeContext) -> list[str]:
@@ -68,6 +70,78 @@ def _pseudo_target_curves(ctx: RecipeContext, access: DataAccess, target_plan: T
     return curves, ensemble_curves
 
 
+def _pseudo_records(ctx: RecipeContext, access: DataAccess, target_plan: TargetPlan) -> list[tuple]:
+    """``(pseudo suite, its real selection records)`` per pseudo-target of a target."""
+    lam = ctx.cfg.lambda_
+    out = []
+    for pseudo in target_plan.pseudo:
+        recs = access.records(ctx.real_manifest, consumer=f"select_lambda/pseudo_target[{pseudo.target}]",
+                              purpose="decode", domains=[pseudo.target], splits=lam.select_splits)
+        if not recs:
+            raise ConfigError(f"pseudo-target '{pseudo.target}' has no real utterances in {lam.select_splits}")
+        out.append((pseudo, recs))
+    return out
+
+
+def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str, target: str) -> dict:
+    """Per C variant: the single λ and every ``lambda.search`` option, each chosen on the pseudo-targets.
+
+    ``{"single": {"scale", "pseudo_wer", "curve"}, "<option>": {"scale", "pseudo_wer", ...}}``; the WER of a
+    choice is the mean over the pseudo-targets of their WER (fractions) at that setting.
+    """
+    from asr_analogy.analogy.options import coordinate_search, parse_option
+
+    lam = ctx.cfg.lambda_
+    curves = [sweep(ctx, p.variants[variant], ctx.suite_vectors(p)["syn2real"], recs,
+                    f"pseudo-target {p.target}, C_{variant}") for p, recs in pseudo_recs]
+    mean = mean_curve(curves)
+    single = choose_lambda(mean["lambdas"], mean["wer"])
+    out = {"single": {"scale": single, "pseudo_wer": mean["wer"][mean["lambdas"].index(single)],
+                      "curve": mean, "wer_at_0": mean["wer"][mean["lambdas"].index(0.0)] if 0.0 in mean["lambdas"] else None}}
+    for option in lam.search:
+        parsed = parse_option(option)
+        if parsed[0] == "topk":
+            sc = [sweep(ctx, p.variants[variant], ctx.suite_vectors(p)[option], recs,
+                        f"pseudo-target {p.target}, C_{variant}, {option}") for p, recs in pseudo_recs]
+            m = mean_curve(sc)
+            value = choose_lambda(m["lambdas"], m["wer"])
+            out[option] = {"scale": value, "pseudo_wer": m["wer"][m["lambdas"].index(value)], "curve": m}
+            continue
+        key = short_hash({"search": option, "start": single, "grid": lam.grid, "norm": ctx.cfg.evaluate.normalizer,
+                          "points": [[ctx.job_fingerprint(p.variants[variant]), ctx.suite_vectors(p)["syn2real"],
+                                      [r.get("id") or r["audio_filepath"] for r in recs]] for p, recs in pseudo_recs]})
+
+        def search(option=option, parsed=parsed) -> dict:
+            def score(scale) -> float:
+                wers = []
+                for p, recs in pseudo_recs:
+                    hyps = ctx.decoder.hyps(ctx.model_dir(p.variants[variant]), recs,
+                                            ctx.vector_path(ctx.suite_vectors(p)["syn2real"]), scale)
+                    wers.append(_deps.score(hyps, normalizer=ctx.cfg.evaluate.normalizer, bootstrap=0)["wer"])
+                wer = sum(wers) / len(wers)
+                ctx.echo(f"    {describe_scale(scale):<40} WER {100 * wer:.2f} %")
+                return wer
+
+            ctx.echo(f"[select_lambda] {target}: C_{variant}, {option} search on the pseudo-target(s)")
+            scale, tried = coordinate_search(score, parsed[0], single, lam.grid)
+            return {"scale": scale, "pseudo_wer": min(t["wer"] for t in tried if t["scale"] == scale),
+                    "tried": tried}
+
+        out[option] = cached_result(ctx.out / "lambda" / "sweeps" / f"search-{key}.json", None, search)
+    return out
+
+
+def _best(ctx: RecipeContext, variants: dict) -> dict:
+    """The (variant, option) of lowest pseudo-target WER; ties go to the earlier one (c_init's C, single λ)."""
+    best = None
+    for variant, choices in variants.items():
+        for option, choice in choices.items():
+            if best is None or choice["pseudo_wer"] < best["pseudo_wer"] - 1e-12:
+                best = {"variant": variant, "option": None if option == "single" else option,
+                        "scale": choice["scale"], "pseudo_wer": choice["pseudo_wer"]}
+    return best
+
+
 def select_for_target(ctx: RecipeContext, access: DataAccess, target_plan: TargetPlan) -> dict:
     """The content of ``lambda/<target>.json``."""
     lam = ctx.cfg.lambda_
@@ -100,6 +174,15 @@ def select_for_target(ctx: RecipeContext, access: DataAccess, target_plan: Targe
         value_ensemble, _ = select_lambda(lam.mode, pseudo_target_curves=ensemble_curves,
                                           oracle_curve=oracle_ensemble, **how_names)
     result.update(value=value, value_ensemble=value_ensemble, how=how)
+    cfg = ctx.cfg
+    if lam.mode == "pseudo_target" and (len(cfg.finetune.c_variants) > 1 or lam.search):
+        pseudo_recs = _pseudo_records(ctx, access, target_plan)
+        result["variants"] = {v: _variant_choices(ctx, pseudo_recs, v, target) for v in cfg.finetune.c_variants}
+        result["best"] = _best(ctx, result["variants"])
+        b = result["best"]
+        ctx.echo(f"[select_lambda] {target}: best on the pseudo-target: C_{b['variant']} + syn2real"
+                 + (f" ({b['option']})" if b["option"] else "") + f", λ {describe_scale(b['scale'])}, "
+                 f"WER {100 * b['pseudo_wer']:.2f} %")
     return result
 
 

@@ -16,12 +16,17 @@ def describe(ctx: RecipeContext) -> list[str]:
     if e.enabled:
         dens = f", density {e.density}" if e.density is not None else ""
         lines.append(f"ensemble: {e.method} over one (A_i, B_i) pair per {e.by}{dens}")
+    sparse = [o for o in ctx.cfg.lambda_.search if o.startswith("topk:")]
+    if sparse:
+        lines.append(f"sparse versions of v: {', '.join(sparse)} (largest-magnitude entries per tensor)")
     return lines
 
 
 def run(ctx: RecipeContext) -> dict:
     from asr_analogy.analogy.vectors import ensemble_vector_file, load_vector, save_vector, syn2real_vector, vector_stats
-    from asr_analogy.merge.task_vector import is_task_vector_file, read_vector_metadata, vector_provenance
+    from asr_analogy.analogy.options import parse_option
+    from asr_analogy.merge.task_vector import TaskVector, is_task_vector_file, read_vector_metadata, vector_provenance
+    from asr_analogy.ops.sparsify import magnitude
 
     plan = ctx.plan()
     index_path = ctx.out / "vectors" / "index.json"
@@ -49,9 +54,24 @@ def run(ctx: RecipeContext) -> dict:
         write_json(index_path, index)
         return vector_id, vector
 
+    def sparse_vector(vector_id: str, main, option: str, sparse_id: str) -> None:
+        """The vector keeping, per tensor, its top fraction of entries by magnitude (``ops.sparsify.magnitude``)."""
+        if is_stored(sparse_id):
+            return
+        fraction = parse_option(option)[1]
+        kept = TaskVector({n: magnitude(t, fraction) for n, t in main.items()}, main.base_fingerprint,
+                          f"topk:{fraction:g}", {**main.provenance, "sparse": option, "from": vector_id})
+        save_vector(kept, ctx.vector_path(sparse_id))
+        index[sparse_id] = {"kind": "sparse", "option": option, "from": vector_id, "stats": vector_stats(kept, main)}
+        write_json(index_path, index)
+
     for suite in [s for tp in plan.targets for s in [tp.main, *tp.pseudo]]:
-        ensemble_id = ctx.suite_vectors(suite)["ensemble"]
-        _, main = pair_vector(suite.A, suite.B)
+        ids = ctx.suite_vectors(suite)
+        ensemble_id = ids["ensemble"]
+        main_id, main = pair_vector(suite.A, suite.B)
+        for option in ctx.cfg.lambda_.search:
+            if option.startswith("topk:"):
+                sparse_vector(main_id, main, option, ids[option])
         if ensemble_id and not ensemble_is_stored(ensemble_id):
             members = [(label, *pair_vector(a, b)) for label, a, b in suite.ensemble]
             path = ensemble_vector_file([ctx.vector_path(vector_id) for _, vector_id, _ in members],
