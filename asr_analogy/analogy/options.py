@@ -9,7 +9,8 @@
 
 The groups are ``asr_analogy.ops.param_groups``'s schemes. The coordinate search visits the groups in order;
 for each it tries every grid value with the other groups fixed and keeps the best (ties keep the current value),
-once over all groups, so it needs at most (groups × (grid − 1)) decodes after the single-λ curve.
+once over all groups, so it needs at most groups × (grid − 1) decodes after the single-λ curve (each group
+skips the value it held when its turn came, which is already scored).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def coordinate_search(score: Callable[[object], float], scheme: str, start: floa
     best = score(canonical({"scheme": scheme, "values": current}))
     tried = [{"scale": canonical({"scheme": scheme, "values": current}), "wer": best}]
     for group in SCHEMES[scheme]:
+        scored = current[group]  # this group's value at the last kept point: already scored
         for value in grid:
-            if float(value) == current[group]:
+            if float(value) == scored:
                 continue
             trial = canonical({"scheme": scheme, "values": {**current, group: float(value)}})
             wer = score(trial)

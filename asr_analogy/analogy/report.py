@@ -211,23 +211,37 @@ def _pooled_markdown(results: dict) -> list[str]:
     return md + [""]
 
 
+def own_c(name: str) -> str:
+    """The C system a syn2real system adds its vector to: ``C_tts`` for ``C_tts_syn2real…``, else ``C``."""
+    for c in ("C_tts", "C_paper", "C_multi"):
+        if name.startswith(c + "_"):
+            return c
+    return "C"
+
+
 def result_table(results: dict) -> str:
-    """A plain-text table of every target and system (WER/CER in percent)."""
-    lines = [f"{'target':<14} {'system':<28} {'λ':>5} {'WER %':>7} {'95 % CI':>15} {'CER %':>7} {'vs C':>8} "
-             f"{'Δ vs C, pp [95 % CI]':>24}"]
+    """A plain-text table of every target and system (WER/CER in percent), each system's paired difference
+    versus the C it starts from, then the pooled paired differences of the syn2real systems versus every C."""
+    lines = [f"{'target':<14} {'system':<48} {'λ':>9} {'WER %':>7} {'95 % CI':>11} {'CER %':>7} "
+             f"{'Δ vs its C, pp [95 % CI]':>26}"]
     for t, e in results["targets"].items():
         for s, lam, ci_s, rel in _rows(e, results.get("order")):
-            lines.append(f"{t:<14} {s['label']:<28} {lam:>5} {_pct(s['wer']):>7} {ci_s:>15} {_pct(s['cer']):>7} {rel:>8} "
-                         f"{delta_text(s.get('paired', {}).get('vs_C')):>24}")
+            ref = own_c(s["system"])
+            delta = delta_text(s.get("paired", {}).get(f"vs_{ref}")) if s["system"] not in (ref, "base") else ""
+            lines.append(f"{t:<14} {s['label'][:48]:<48} {lam[:9]:>9} {_pct(s['wer']):>7} {ci_s:>11} "
+                         f"{_pct(s['cer']):>7} {delta:>26}")
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
-    mean = results.get("mean_relative_wer_change_vs_C", {})
-    for k, v in mean.items():
-        n = results.get("mean_relative_over_targets", {}).get(k, len(results["targets"]))
-        lines.append(f"mean relative WER change of {k} vs C over {n} target(s) where C makes errors: {100 * v:+.1f} %")
+    labels = {s["system"]: s["label"] for e in results["targets"].values() for s in e["systems"]}
     for name in _ordered(results.get("pooled", {}), results.get("order")):
-        p = results["pooled"][name].get("vs_C")
-        if p:
-            lines.append(f"pooled over {len(p['groups'])} target(s), {name} − C: {delta_text(p)} points"
+        if "syn2real" not in name and name not in ("best", "ensemble"):
+            continue
+        for vs, p in results["pooled"][name].items():
+            if vs == "vs_base":
+                continue
+            rel = p.get("rel_change_pct")
+            lines.append(f"{labels.get(name, name)} − {labels.get(vs[3:], vs[3:])}, pooled over "
+                         f"{len(p['groups'])} target(s): {delta_text(p)} points"
+                         + (f" ({rel:+.1f} % relative)" if rel is not None else "")
                          + (" (significant)" if significant(p) else " (interval includes 0)"))
     lines.append(f"normalizer: {results['normalizer']} (references and hypotheses)")
     return "\n".join(lines)

@@ -35,6 +35,8 @@ Extensions (not in mergekit)::
     copy_files_from: path           # where config/tokenizer files come from (default: the base / C model)
     allow_other_base: false         # true: merge task vectors recorded against another base (see below)
     analogy: {a: A, b: B, c: C, lambda: 0.5}        # theta_C + lambda * (theta_B - theta_A)
+    analogy: {a: A, b: B, c: C, lambda_groups: {scheme: encdec, values: {encoder: 0.6, decoder: 0.2}}}
+                                                    # a lambda per parameter group (asr_analogy.ops.param_groups)
     analogy:                                        # several pairs, combined by a kernel preset
       c: C
       pairs: [{a: A1, b: B1}, {a: A2, b: B2}]
@@ -185,12 +187,29 @@ class AnalogySpec(_Strict):
     b: str | None = None
     pairs: list[Pair] | None = None
     lambda_: float = Field(1.0, alias="lambda")
+    # a λ per parameter group instead (asr_analogy.ops.param_groups): {scheme: encdec, values: {encoder: 0.6,
+    # decoder: 0.2}} or scheme layers (encoder_low, encoder_high, decoder); `overrides` still win over it
+    lambda_groups: dict | None = None
     method: str = "task_arithmetic"
     density: float | None = None
     gamma: float | None = None
     normalize: bool | None = None
     rescale: bool | str | None = None
     consensus: str | None = None
+
+    @field_validator("lambda_groups")
+    @classmethod
+    def _groups(cls, v):
+        if v is not None:
+            from asr_analogy.ops.param_groups import check_scale
+
+            if not isinstance(v, dict) or "scheme" not in v:
+                raise ValueError("lambda_groups needs scheme (encdec or layers) and values {group: λ}")
+            try:
+                check_scale(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
     @model_validator(mode="after")
     def _pairs(self):

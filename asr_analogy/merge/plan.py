@@ -28,6 +28,7 @@ from asr_analogy.merge.methods import METHODS
 from asr_analogy.merge.params import Method, Param
 from asr_analogy.merge.stream import Input
 from asr_analogy.merge.vector_format import check_vector_metadata, common_base_fingerprint, vector_metadata
+from asr_analogy.ops.param_groups import scales_for
 
 
 @dataclass
@@ -275,6 +276,10 @@ def plan_merge(cfg: MergeConfig, stack: ExitStack, *, compute_dtype: torch.dtype
 
     names = anchor.reader.names()
     overrides = [(o.pattern, o.parameters) for o in (cfg.overrides or [])]
+    if cfg.analogy is not None and cfg.analogy.lambda_groups is not None:
+        floating = [n for n in names if anchor.reader.dtype(n).is_floating_point]
+        overrides += [("^" + re.escape(n) + "$", {"lambda": lam})
+                      for n, lam in scales_for(floating, cfg.analogy.lambda_groups).items()]
     resolver = Resolver(source, method, layout.global_params, layout.model_params, overrides, layer_positions(names))
     if method.layout == "deltas":
         inputs = [anchor] + [x for t in terms for x in (t.plus, t.minus) if x is not None]

@@ -29,14 +29,18 @@ def _invoke(args, cwd):
 
 
 def test_dry_run_of_the_ivr_recipe_and_the_demo_write_nothing(tmp_path):
-    for args in (["run", str(REPO / "recipes" / "ivr_syn2real" / "config.yaml"), "--dry-run"], ["demo", "--dry-run"]):
+    for args, pseudo in ((["run", str(REPO / "recipes" / "ivr_syn2real" / "config.yaml"), "--dry-run"], "digits"),
+                         (["demo", "--dry-run"], "call_handling")):
         r = _invoke(args, tmp_path)
         assert r.exit_code == 0, r.output
         assert "valid" in r.output.splitlines()[0]
         for i, stage in enumerate(STAGE_NAMES, 1):
             assert f"{i}. {stage}" in r.output
-        assert "bundled:tiny.en" in r.output and "pseudo-target: hold out digits" in r.output
-    assert "targets: voicemail;" in r.output  # the demo runs one target
+        assert "bundled:tiny.en" in r.output and f"pseudo-target: hold out {pseudo}" in r.output
+    # the demo: one target in the real-music condition, the three C baselines, every target utterance scored
+    assert "targets: voicemail;" in r.output and "every clip through 'music:snr_db=5'" in r.output
+    assert "baselines beside C: C_tts, C_multi" in r.output
+    assert "systems base, C, syn2real, C_tts, C_tts_syn2real, C_multi, C_multi_syn2real, best on all target real" in r.output
     r = _invoke(["demo", "--variant", "demo_noisy", "--dry-run"], tmp_path)
     assert r.exit_code == 0, r.output
     assert "every clip through 'noise:snr_db=10'" in r.output and "C: from base" in r.output

@@ -237,3 +237,21 @@ def test_chunked_streaming_equals_one_chunk(tmp_path):
             continue
         chunked = load_state_dict(merge(cfg, tmp_path / f"{method}_2", progress=False, chunk_elements=333))
         assert torch.equal(whole["w"], chunked["w"]), method
+
+
+def test_analogy_with_a_lambda_per_parameter_group(tmp_path):
+    from .conftest import write_model
+
+    enc, dec = "model.encoder.layers.0.w", "model.decoder.layers.0.w"
+    a = write_model(tmp_path / "a", {enc: T([0.0, 0.0]), dec: T([0.0, 0.0])})
+    b = write_model(tmp_path / "b", {enc: T([1.0, -2.0]), dec: T([4.0, 8.0])})
+    c = write_model(tmp_path / "c", {enc: T([10.0, 10.0]), dec: T([20.0, 20.0])})
+    groups = {"scheme": "encdec", "values": {"encoder": 0.5, "decoder": 0.25}}
+    cfg = {"analogy": {"a": str(a), "b": str(b), "c": str(c), "lambda_groups": groups}}
+    out = run(tmp_path, cfg)
+    assert_close(out[enc], T([10.5, 9.0]))   # c + 0.5 (b - a)
+    assert_close(out[dec], T([21.0, 22.0]))  # c + 0.25 (b - a)
+    # an explicit override still wins over the group's λ
+    cfg["overrides"] = [{"pattern": "decoder", "parameters": {"lambda": 0.0}}]
+    out = run(tmp_path, cfg, force=True)
+    assert_close(out[dec], T([20.0, 20.0])) and assert_close(out[enc], T([10.5, 9.0]))

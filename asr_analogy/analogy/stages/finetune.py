@@ -29,7 +29,9 @@ def describe(ctx: RecipeContext) -> list[str]:
     head = (f"lr {ft.learning_rate:g}, {ft.max_steps or ft.num_epochs} {'steps' if ft.max_steps else 'epochs'}, "
             f"batch {ft.batch_size}×{ft.grad_accum}, audio context {ft.audio_context_s or 30} s, "
             f"C: {'source stage then target synthetic' if ft.c_init == 'source' else 'from base'} "
-            f"(lr × {ft.target_stage.lr_scale:g})")
+            f"(lr × {ft.target_stage.lr_scale:g})"
+            + (f"; {_baselines_line(ft)}" if _baselines_line(ft) else "")
+            + (f"; seed {ft.seed}" if ft.seeds is None else f"; seeds {', '.join(map(str, ft.seeds))}"))
     try:
         plan = ctx.plan()
     except (ManifestError, AsrAnalogyError):
@@ -40,6 +42,12 @@ def describe(ctx: RecipeContext) -> list[str]:
                       f"{'; A′/B′/C′ per pseudo-target' if ctx.cfg.lambda_.mode == 'pseudo_target' else ''}{ens}",
                 "(exact job list once the corpus is prepared)"]
     return [head] + [j.describe(plan.jobs) for j in plan.ordered_jobs()]
+
+
+def _baselines_line(ft) -> str:
+    extra = [b for b in ft.c_variants if b != ft.primary_c]
+    return (f"baselines beside C: {', '.join('C_' + b for b in extra)} (C_tts: as many steps on the target text as C; "
+            "C_multi: as many steps as both stages of C_paper)") if extra else ""
 
 
 def run(ctx: RecipeContext) -> dict:
