@@ -73,8 +73,9 @@ def target_results(ctx, target_plan) -> dict:
     wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
     paired = paired_versus({t: {s["system"]: hyps_path(ctx.out, t, s["system"]) for s in systems}},
                            normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed, skip=_other_utterances(cfg))
+    apart = _other_utterances(cfg)
     for s in systems:
-        s["rel_vs_C"] = (s["wer"] - wc) / wc if wc else None
+        s["rel_vs_C"] = (s["wer"] - wc) / wc if wc and s["system"] not in apart else None
         s["paired"] = paired.get(s["system"], {})
     return {"target": t, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, "systems": systems}
 
@@ -280,7 +281,8 @@ def _markdown(results: dict, plots: dict) -> str:
                       f"| {s.get('n_utterances') or ''} | {s.get('n_words') or ''} |")
         md.append("")
         md.append(f"λ = {e['lambda']['value']:g} — {e['lambda']['how']}."
-                  + (f" Ensemble λ = {e['lambda']['value_ensemble']:g}." if e["lambda"].get("value_ensemble") is not None else "")
+                  + (f" Ensemble λ = {e['lambda']['value_ensemble']:g}."
+                     if any(s["system"] == "ensemble" for s in e["systems"]) else "")
                   + (f" The oracle λ (target real dev, for reference only) would be {e['lambda']['oracle']:g}."
                      if e["lambda"].get("oracle") is not None else ""))
         md.append("")
