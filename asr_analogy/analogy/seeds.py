@@ -121,10 +121,34 @@ def aggregate(cfg: RecipeConfig, seeds: list[int]) -> dict:
                                           bootstrap=ev.bootstrap, seed=ev.seed)
                     if p is not None:
                         per_target.setdefault(t, {}).setdefault(name, {})[f"vs_{ref}"] = p
+    for t, systems in targets.items():  # what target real audio would have picked (for reference only)
+        analogy = [n for n in names if "syn2real" in n and n in systems]
+        if analogy:
+            systems["_oracle_picks"] = {k: min(analogy, key=lambda n: systems[n]["wer"].get(k, float("inf")))
+                                        for k in seeds}
     return {"name": first["name"], "base_model": first["base_model"], "condition": first.get("condition"),
             "scored": first.get("scored"), "normalizer": ev.normalizer, "bootstrap": ev.bootstrap,
             "seeds": seeds, "order": names, "labels": labels, "targets": targets, "pooled": pooled,
-            "per_target_paired": per_target}
+            "per_target_paired": per_target, "goal": goal_summary(pooled)}
+
+
+def goal_summary(pooled: dict, system: str = "best") -> dict | None:
+    """``system`` (the pseudo-target pick) versus C_tts, and versus the stronger of C_paper and C_multi (the
+    one of lower pooled WER), with the pooled paired difference and whether its interval excludes 0."""
+    from asr_analogy.analogy.report import significant
+
+    refs = pooled.get(system)
+    if not refs or "vs_C_tts" not in refs:
+        return None
+    strong = [r for r in ("vs_C_paper", "vs_C", "vs_C_multi") if r in refs]
+    strongest = min(strong, key=lambda r: refs[r]["wer_a_pct"]) if strong else None
+    out = {"system": system}
+    for key, ref in (("vs_C_tts", "vs_C_tts"), ("vs_strongest", strongest)):
+        if ref is not None:
+            p = refs[ref]
+            out[key] = {"reference": ref[3:], "rel_change_pct": p["rel_change_pct"], "rel_ci_pct": p["rel_ci_pct"],
+                        "diff_pp": p["diff_pp"], "diff_ci_pp": p["diff_ci_pp"], "significant": significant(p)}
+    return out
 
 
 def _delta(p: dict | None) -> str:
@@ -160,12 +184,30 @@ def markdown(res: dict) -> str:
             lam = "; ".join(describe_scale(v) for v in row.get("lambda", {}).values())
             md.append(f"| {res['labels'].get(name, name)} | {100 * row['mean']:.2f} ± {100 * row['std']:.2f} | {per} "
                       f"| {lam} | {row.get('n_utterances') or ''} | {row.get('n_words') or ''} |")
+        oracle = systems.get("_oracle_picks", {})
+        if oracle:
+            md.append("")
+            md.append("What target real audio would have picked among the syn2real systems (ORACLE, reference only): "
+                      + "; ".join(f"seed {k}: {res['labels'].get(n, n)}" for k, n in oracle.items()) + ".")
         picks = systems.get("_picks", {})
         if picks:
             md.append("")
             md.append("Pseudo-target picks: " + "; ".join(
                 f"seed {k}: C_{p['variant']} + syn2real" + (f" ({p['option']})" if p.get("option") else "")
                 for k, p in picks.items()) + ".")
+        md.append("")
+    goal = res.get("goal")
+    if goal:
+        md += ["## The method's pick against the baselines", ""]
+        for key, what in (("vs_C_tts", "C_tts"), ("vs_strongest", "the stronger of C_paper and C_multi")):
+            g = goal.get(key)
+            if g:
+                ci = g["rel_ci_pct"]
+                md.append(f"- best syn2real (pseudo-target pick) versus {what} ({g['reference']}): "
+                          f"**{g['rel_change_pct']:+.1f} %** relative WER"
+                          + (f" [95 % CI {ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+                          + f", {g['diff_pp']:+.2f} points; "
+                          + ("significant" if g["significant"] else "the interval includes 0") + ".")
         md.append("")
     md += ["## Paired differences pooled over targets and seeds", "",
            "| system − reference | targets | WER ref % | WER system % | Δ [95 % CI], relative | share Δ ≤ 0 | verdict |",
