@@ -86,7 +86,10 @@ class Syn2RealRecipe(RecipeContext):
         """Write ``recipe.yaml`` (the config as run) and run the planned stages; ``(stage, what happened)``."""
         import yaml
 
-        self.runner.check(from_stage, stop_stage)  # stage names and order checked before anything is written
+        if self.cfg.finetune.seeds:  # names and order here; each seed's runner checks its own stages
+            self.runner.plan(from_stage, stop_stage)
+        else:
+            self.runner.check(from_stage, stop_stage)  # stage names and order checked before anything is written
         self.out.mkdir(parents=True, exist_ok=True)
         with atomic_file(self.out / "recipe.yaml") as fh:
             fh.write(f"# as run from {self.cfg.source_path}" + (f", variant {self.cfg.variant}" if self.cfg.variant else "") + "\n")
@@ -109,9 +112,11 @@ class Syn2RealRecipe(RecipeContext):
         if stop_stage in SHARED_STAGES:
             return done
         seed_from = from_stage if from_stage and names.index(from_stage) >= first_seeded else None
-        for k in seeds:
+        runs = [Syn2RealRecipe(seed_config(self.cfg, k), self.echo, data_from=self) for k in seeds]
+        for run_k in runs:
+            run_k.seeded_runner.check(seed_from, stop_stage)
+        for k, run_k in zip(seeds, runs):
             self.echo(f"[seeds] seed {k} → {self.out / f'seed{k}'}")
-            run_k = Syn2RealRecipe(seed_config(self.cfg, k), self.echo, data_from=self)
             done += [(f"seed{k}/{name}", what) for name, what in
                      run_k.seeded_runner.run(seed_from, stop_stage, echo=self.echo)]
         if stop_stage in (None, names[-1]):

@@ -106,8 +106,8 @@ def collect_results(ctx, stage_seconds: dict | None = None) -> dict:
         "lambda_mode": cfg.lambda_.mode,
         "audio_context_s": cfg.finetune.audio_context_s,
         "condition": describe_condition(cfg.corpus.degrade),
-        "scored": ("all target real utterances (train, dev, test); upper bound on "
-                   f"{ev.test_split} only" if ev.all_target_utterances else f"target real {ev.test_split}"),
+        "scored": ("all target real utterances (train, dev, test; the upper bound on the "
+                   f"{ev.test_split} split only)" if ev.all_target_utterances else f"target real {ev.test_split}"),
         "order": table_order(cfg),
         "targets": {},
     }
@@ -250,8 +250,8 @@ def result_table(results: dict) -> str:
 
 def _markdown(results: dict, plots: dict) -> str:
     md = [f"# Results: {results['name']}", ""]
-    md.append(f"Base model `{results['base_model']}`; WER and CER in percent on "
-              f"{results.get('scored', 'each target real test')} audio, "
+    md.append(f"Base model `{results['base_model']}`; WER and CER in percent on the audio of "
+              f"{results.get('scored', 'each target real test')}, "
               f"text normalized with `{results['normalizer']}` on both references and hypotheses; 95 % interval "
               f"of the WER from {results['bootstrap']} bootstrap resamples of utterances. “vs C” is the relative "
               f"WER change (WER − WER_C) / WER_C (negative is better). “Δ vs C” and “Δ vs base” are the system's WER "

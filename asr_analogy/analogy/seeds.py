@@ -126,7 +126,7 @@ def aggregate(cfg: RecipeConfig, seeds: list[int]) -> dict:
         if analogy:
             systems["_oracle_picks"] = {k: min(analogy, key=lambda n: systems[n]["wer"].get(k, float("inf")))
                                         for k in seeds}
-    return {"name": first["name"], "base_model": first["base_model"], "condition": first.get("condition"),
+    return {"name": cfg.name, "base_model": first["base_model"], "condition": first.get("condition"),
             "scored": first.get("scored"), "normalizer": ev.normalizer, "bootstrap": ev.bootstrap,
             "seeds": seeds, "order": names, "labels": labels, "targets": targets, "pooled": pooled,
             "per_target_paired": per_target, "goal": goal_summary(pooled)}
@@ -166,7 +166,7 @@ def markdown(res: dict) -> str:
 
     seeds = res["seeds"]
     md = [f"# Results: {res['name']} over seeds {', '.join(map(str, seeds))}", "",
-          f"Base model `{res['base_model']}`; WER in percent on {res.get('scored') or 'target real test'} audio, "
+          f"Base model `{res['base_model']}`; WER in percent on the audio of {res.get('scored') or 'target real test'}, "
           f"normalized with `{res['normalizer']}`. Each cell: mean ± standard deviation over the seeds, then each "
           f"seed's WER. Paired differences: every seed's word errors of an utterance summed, utterances resampled "
           f"within each target ({res['bootstrap']} resamples); “significant” only where the 95 % interval excludes 0.",
