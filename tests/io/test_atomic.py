@@ -84,7 +84,21 @@ def test_atomic_dir_yields_an_absolute_temp_path_for_a_relative_target(tmp_path,
     assert (tmp_path / "out").is_dir()
 
 
-def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
+@pytest.fixture
+def live_pid():
+    """The pid of a running process this test owns (never the test runner's parent: a mutated liveness check
+    that sends it a real signal must not reach any process outside the test)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield child.pid
+    child.stdin.close()
+    child.kill()
+    child.wait()
+
+
+def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, live_pid):
     import subprocess
     import sys
 
@@ -98,7 +112,7 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
     (stale / "model-00001.safetensors").write_bytes(b"x" * 100)
     stale_file = tmp_path / f".out.old-{host}-{dead_pid}-def"
     stale_file.write_text("x")
-    live = tmp_path / f".out.tmp-{host}-{os.getppid()}-ghi"  # a running process: never touched
+    live = tmp_path / f".out.tmp-{host}-{live_pid}-ghi"  # a running process: never touched
     live.mkdir()
     other_host = tmp_path / f".out.tmp-{host}x-{dead_pid}-jkl"  # another machine's: cannot be proven dead
     other_host.mkdir()
