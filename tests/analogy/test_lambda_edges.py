@@ -79,3 +79,12 @@ def test_select_lambda_refusals(mode, kwargs, message):
 
 def test_fixed_lambda_of_zero_is_a_value():
     assert select_lambda("fixed", value=0) == (0.0, "fixed λ = 0")
+
+
+def test_exact_ties_count_without_a_tolerance():
+    assert choose_lambda([0.4, 0.2, 0.6], [0.25, 0.25, 0.3], tol=0) == 0.2
+
+
+def test_oracle_without_a_target_name():
+    assert select_lambda("oracle", oracle_curve={"lambdas": [0.5], "wer": [0.1]}) == (
+        0.5, "ORACLE: min WER on target '' real dev (not a valid selection)")
