@@ -70,11 +70,11 @@ def test_records_are_copies(tmp_path, manifest):
 
 def test_the_log_entry_field_by_field(tmp_path, manifest, monkeypatch):
     monkeypatch.setattr("time.time", lambda: 1700000000.123456)
-    acc = DataAccess(["vm"], tmp_path / "logs" / "log.jsonl", stage="ft")  # the log's folder is made
+    acc = DataAccess(["vm"], tmp_path / "logs" / "run" / "log.jsonl", stage="ft")  # the log's folders are made
     acc.records(manifest, consumer="finetune/C", purpose="train", domains=["gen", "vm"], voices=["v1", "v2"])
     acc.records(manifest, consumer="evaluate", purpose="decode", domains=["vm"], splits=["test"])
     acc.records(manifest, consumer="evaluate", purpose="decode", domains=["gen"], log=False)  # not logged
-    lines = (tmp_path / "logs" / "log.jsonl").read_text().splitlines()
+    lines = (tmp_path / "logs" / "run" / "log.jsonl").read_text().splitlines()
     assert lines[0] == json.dumps({
         "consumer": "finetune/C", "domains": ["gen", "vm"], "file": str(manifest), "n": 2, "purpose": "train",
         "sources": ["real", "synthetic"], "splits": ["train"], "stage": "ft", "target_real_audio": False,
@@ -157,3 +157,11 @@ def test_audit_lists_only_unrefused_hand_outs_outside_the_allowed(tmp_path):
     log.write_text("".join(json.dumps(e) + "\n" for e in entries))
     assert audit_access_log(log) == [entries[0], entries[4]]
     assert TARGET_REAL_ALLOWED == ("evaluate", "select_lambda/oracle", "finetune/upper_bound")
+
+
+def test_each_manifest_is_cached_apart(tmp_path, manifest):
+    other = write_manifest([{"audio_filepath": "/a/x.wav", "text": "six", "domain": "gen", "split": "dev"}],
+                           tmp_path / "other.jsonl", relative=False)
+    acc = DataAccess(["vm"], tmp_path / "log.jsonl")
+    assert len(acc.records(manifest, consumer="evaluate", purpose="decode")) == 5
+    assert [r["text"] for r in acc.records(other, consumer="evaluate", purpose="decode")] == ["six"]
