@@ -122,3 +122,12 @@ def test_tune_malloc_without_mallopt_is_a_no_op(monkeypatch):
     monkeypatch.setattr(stream, "_MALLOC_TUNED", False)
     stream.tune_malloc()
     assert stream._MALLOC_TUNED is True
+
+
+def test_is_task_vector_file(models, tmp_path):
+    from asr_analogy.merge.task_vector import is_task_vector_file
+
+    path = tv([1.0, 2.0]).save(tmp_path / "v.safetensors")
+    assert is_task_vector_file(path) is True
+    assert is_task_vector_file(models["a"] / "model.safetensors") is False  # a model, not a vector
+    assert is_task_vector_file(tmp_path / "missing.safetensors") is False
