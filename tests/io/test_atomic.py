@@ -145,3 +145,45 @@ def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
     with atomic_file(tmp_path / "d.wav", "wb") as fh:  # the folder was listed once already in this process
         fh.write(b"d")
     assert later.exists() and sorted(p.name for p in tmp_path.iterdir()) == [later.name, "b.wav", "d.wav"]
+
+
+def test_temporary_dir_is_a_hidden_sibling_with_usual_permissions(tmp_path, live_pid):
+    import stat
+
+    from asr_analogy.io.atomic import _host, temporary_dir
+
+    old = os.umask(0o022)
+    try:
+        tmp = temporary_dir(tmp_path / "deep" / "er" / "out")  # its parents are made
+    finally:
+        os.umask(old)
+    assert tmp.parent == tmp_path / "deep" / "er" and tmp.is_dir()
+    assert tmp.name.startswith(f".out.tmp-{_host()}-{os.getpid()}-")
+    assert stat.S_IMODE(tmp.stat().st_mode) == 0o755
+    again = temporary_dir(tmp_path / "deep" / "er" / "out")  # an existing folder is fine; a live one stays
+    assert again != tmp and tmp.is_dir()
+
+
+@pytest.mark.parametrize("out,relation", [("in", "is"), ("in/sub/x", "lies inside"), (".", "contains")])
+def test_refuse_overlap_names_the_relation(tmp_path, monkeypatch, out, relation):
+    from asr_analogy.io.atomic import refuse_overlap
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputExistsError) as info:
+        refuse_overlap(out, [None, "hub/model-id", "in"])
+    assert str(info.value) == (f"output {out} {relation} the input in; choose an output path apart from the inputs "
+                               "(nothing was written)")
+    with pytest.raises(OutputExistsError, match=f"^merged {out} {relation} the input in;"):
+        refuse_overlap(out, ["in"], what="merged")
+
+
+def test_refuse_overlap_lets_apart_paths_through(tmp_path):
+    from asr_analogy.io.atomic import refuse_overlap
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    refuse_overlap(tmp_path / "b" / "out", [tmp_path / "a", None, tmp_path / "missing"])
+    refuse_overlap(tmp_path / "ab", [tmp_path / "a"])  # a shared name prefix is not containment
+    with pytest.raises(OutputExistsError, match="lies inside the input"):  # a later input still counts
+        refuse_overlap(tmp_path / "b" / "out", [tmp_path / "a", tmp_path / "b"])
