@@ -85,20 +85,20 @@ def test_atomic_dir_yields_an_absolute_temp_path_for_a_relative_target(tmp_path,
 
 
 @pytest.fixture
-def live_pid():
-    """The pid of a running process this test owns (never the test runner's parent: a mutated liveness check
-    that sends it a real signal must not reach any process outside the test)."""
+def live_child():
+    """A running process this test owns (never the test runner's parent: a liveness check that sent a real
+    signal would reach a process outside the test; the mutation run's runner was ended that way)."""
     import subprocess
     import sys
 
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    yield child.pid
+    yield child
     child.stdin.close()
     child.kill()
     child.wait()
 
 
-def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, live_pid):
+def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, live_child):
     import subprocess
     import sys
 
@@ -112,7 +112,7 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, l
     (stale / "model-00001.safetensors").write_bytes(b"x" * 100)
     stale_file = tmp_path / f".out.old-{host}-{dead_pid}-def"
     stale_file.write_text("x")
-    live = tmp_path / f".out.tmp-{host}-{live_pid}-ghi"  # a running process: never touched
+    live = tmp_path / f".out.tmp-{host}-{live_child.pid}-ghi"  # a running process: never touched
     live.mkdir()
     other_host = tmp_path / f".out.tmp-{host}x-{dead_pid}-jkl"  # another machine's: cannot be proven dead
     other_host.mkdir()
@@ -125,6 +125,7 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, l
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["out", live.name, other_host.name, other_output.name, unnamed.name])
     assert clean_stale_temporaries(tmp_path / "out") == []
+    assert live_child.poll() is None  # asking whether the writer lives sends it no signal
 
 
 def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
@@ -147,7 +148,7 @@ def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
     assert later.exists() and sorted(p.name for p in tmp_path.iterdir()) == [later.name, "b.wav", "d.wav"]
 
 
-def test_temporary_dir_is_a_hidden_sibling_with_usual_permissions(tmp_path, live_pid):
+def test_temporary_dir_is_a_hidden_sibling_with_usual_permissions(tmp_path):
     import stat
 
     from asr_analogy.io.atomic import _host, temporary_dir

@@ -343,3 +343,28 @@ def test_not_a_number_prints_in_lower_case():
     row = metrics.format_difference({**DIFF, "wer_a_pct": nan, "wer_b_pct": nan, "diff_pp": nan,
                                      "rel_change_pct": nan, "share_diff_le_0": nan})
     assert row.split()[:3] == ["nan", "nan", "+nan"] and row.split()[5] == "+nan" and row.split()[8] == "nan"
+
+
+def test_defaults_in_use():
+    # Calls without the optional arguments give the results of the documented defaults.
+    errors, lengths = np.arange(40) % 7, 10 + np.arange(40) % 5  # 40 utterances, many distinct rates
+    assert bootstrap_ci(errors, lengths) == bootstrap_ci(errors, lengths, 1000, 0, 0.95)
+    assert bootstrap_ci(errors, lengths) != bootstrap_ci(errors, lengths, 1001, 0, 0.95)  # the count shows
+    assert bootstrap_ci(errors, lengths) != bootstrap_ci(errors, lengths, 1000, 1, 0.95)  # the seed shows
+    recs = [{"text": t, "hypothesis": h, "domain": d} for t, h, d in SPREAD]
+    s = evaluate(recs, normalizer="none")
+    assert (s["bootstrap"], s["seed"], s["by"]) == (1000, 0, "domain")
+    assert s["wer_ci95"] == bootstrap_ci(W_ERR, W_LEN, 1000, 0)
+    groups = [(np.array([0, 1, 0]), np.array([1, 0, 2]), np.array([2, 2, 2]))]
+    p = paired_difference(groups)
+    assert (p["n_resamples"], p["seed"], p["level"]) == (10000, 0, 0.95)
+    assert p == paired_difference(groups, 10000, 0, 0.95)
+    assert paired_bootstrap(A, B, normalizer="none") == p
+    assert paired_bootstrap_pooled({"g": (A, B)}, normalizer="none") == {**p, "groups": ["g"]}
+    assert compare(A, B, normalizer="none")["all"] == p
+
+
+def test_paired_refusal_of_a_record_without_text_names_the_system():
+    with pytest.raises(ManifestError) as info:
+        paired_bootstrap(A[:1] + [{"id": "u2", "hypothesis": "c x"}] + A[2:], B, normalizer="none")
+    assert str(info.value) == "system A records: record #2 has no string field 'text' (the reference)"
