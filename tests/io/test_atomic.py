@@ -84,7 +84,21 @@ def test_atomic_dir_yields_an_absolute_temp_path_for_a_relative_target(tmp_path,
     assert (tmp_path / "out").is_dir()
 
 
-def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
+@pytest.fixture
+def live_child():
+    """A running process this test owns (never the test runner's parent: a liveness check that sent a real
+    signal would reach a process outside the test; the mutation run's runner was ended that way)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield child
+    child.stdin.close()
+    child.kill()
+    child.wait()
+
+
+def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path, live_child):
     import subprocess
     import sys
 
@@ -98,7 +112,7 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
     (stale / "model-00001.safetensors").write_bytes(b"x" * 100)
     stale_file = tmp_path / f".out.old-{host}-{dead_pid}-def"
     stale_file.write_text("x")
-    live = tmp_path / f".out.tmp-{host}-{os.getppid()}-ghi"  # a running process: never touched
+    live = tmp_path / f".out.tmp-{host}-{live_child.pid}-ghi"  # a running process: never touched
     live.mkdir()
     other_host = tmp_path / f".out.tmp-{host}x-{dead_pid}-jkl"  # another machine's: cannot be proven dead
     other_host.mkdir()
@@ -111,6 +125,7 @@ def test_stale_temporaries_of_dead_writers_are_cleaned_and_no_others(tmp_path):
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["out", live.name, other_host.name, other_output.name, unnamed.name])
     assert clean_stale_temporaries(tmp_path / "out") == []
+    assert live_child.poll() is None  # asking whether the writer lives sends it no signal
 
 
 def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
@@ -131,3 +146,45 @@ def test_atomic_file_cleans_a_folder_once_per_process(tmp_path):
     with atomic_file(tmp_path / "d.wav", "wb") as fh:  # the folder was listed once already in this process
         fh.write(b"d")
     assert later.exists() and sorted(p.name for p in tmp_path.iterdir()) == [later.name, "b.wav", "d.wav"]
+
+
+def test_temporary_dir_is_a_hidden_sibling_with_usual_permissions(tmp_path):
+    import stat
+
+    from asr_analogy.io.atomic import _host, temporary_dir
+
+    old = os.umask(0o022)
+    try:
+        tmp = temporary_dir(tmp_path / "deep" / "er" / "out")  # its parents are made
+    finally:
+        os.umask(old)
+    assert tmp.parent == tmp_path / "deep" / "er" and tmp.is_dir()
+    assert tmp.name.startswith(f".out.tmp-{_host()}-{os.getpid()}-")
+    assert stat.S_IMODE(tmp.stat().st_mode) == 0o755
+    again = temporary_dir(tmp_path / "deep" / "er" / "out")  # an existing folder is fine; a live one stays
+    assert again != tmp and tmp.is_dir()
+
+
+@pytest.mark.parametrize("out,relation", [("in", "is"), ("in/sub/x", "lies inside"), (".", "contains")])
+def test_refuse_overlap_names_the_relation(tmp_path, monkeypatch, out, relation):
+    from asr_analogy.io.atomic import refuse_overlap
+
+    (tmp_path / "in").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputExistsError) as info:
+        refuse_overlap(out, [None, "hub/model-id", "in"])
+    assert str(info.value) == (f"output {out} {relation} the input in; choose an output path apart from the inputs "
+                               "(nothing was written)")
+    with pytest.raises(OutputExistsError, match=f"^merged {out} {relation} the input in;"):
+        refuse_overlap(out, ["in"], what="merged")
+
+
+def test_refuse_overlap_lets_apart_paths_through(tmp_path):
+    from asr_analogy.io.atomic import refuse_overlap
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    refuse_overlap(tmp_path / "b" / "out", [tmp_path / "a", None, tmp_path / "missing"])
+    refuse_overlap(tmp_path / "ab", [tmp_path / "a"])  # a shared name prefix is not containment
+    with pytest.raises(OutputExistsError, match="lies inside the input"):  # a later input still counts
+        refuse_overlap(tmp_path / "b" / "out", [tmp_path / "a", tmp_path / "b"])

@@ -129,6 +129,7 @@ def test_exception_midway_leaves_no_output(models, tmp_path, monkeypatch):
     _nothing_written(tmp_path, tmp_path / "out")
 
 
+@pytest.mark.spawns
 def test_cli_errors_exit_non_zero_with_the_message(models, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(json.dumps(_ta(models["base"], models["a"])) + "\n")
@@ -141,6 +142,7 @@ def test_cli_errors_exit_non_zero_with_the_message(models, tmp_path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+@pytest.mark.spawns
 def test_sigkill_midway_leaves_no_output(tmp_path):
     gen = torch.Generator().manual_seed(0)
     tensors = {f"layers.{i}.w": torch.randn(64, 64, generator=gen) for i in range(40)}

@@ -5,6 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from torch.testing import assert_close
 
@@ -19,6 +20,7 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "asr_analogy", *map(str, args)], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.spawns
 def test_ties_merge_through_the_cli_reloads_with_transformers(tiny_llama, tmp_path):
     from transformers import AutoModelForCausalLM
 

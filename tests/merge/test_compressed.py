@@ -93,3 +93,20 @@ def test_cli_prints_the_size_and_refuses_bad_methods(setup, tmp_path):
             Compression.parse(bad)
     result = CliRunner().invoke(main, ["compress", str(v), str(tmp_path / "d.safetensors"), "--method", "int3"])
     assert result.exit_code == 2 and "unknown" in result.output and not (tmp_path / "d.safetensors").exists()
+
+
+def test_expanding_reader_looks_like_a_checkpoint_reader(setup, tmp_path):
+    from asr_analogy.merge.compressed import ExpandingReader
+
+    _, tau, v = setup
+    path = compress(v, tmp_path / "k1.safetensors", "topk:1.0", progress=False).path  # exact: every entry kept
+    with ExpandingReader(path) as r, CheckpointReader(v) as plain:
+        assert (r.numel("enc.layers.0.w"), r.nbytes("enc.layers.0.w")) == (48, 48 * 4)
+        assert (r.numel("enc.layers.0.b"), r.nbytes("enc.layers.0.b")) == (6, 24)
+        chunks = [bytes(c) for c in r.raw_chunks("enc.layers.0.w", chunk_bytes=50)]
+        assert [len(c) for c in chunks] == [50, 50, 50, 42]
+        assert b"".join(chunks) == tau["enc.layers.0.w"].numpy().tobytes()
+        assert r.fingerprint() == plain.fingerprint()  # the same scheme over the expanded values
+        r.release("enc.layers.0.w")  # nothing mapped: a no-op
+        assert torch.equal(r.get("enc.layers.0.w"), tau["enc.layers.0.w"])
+        assert repr(r) == f"ExpandingReader({str(path)!r}, 2 tensors)"
