@@ -15,7 +15,7 @@ Vectors (read only; the compressed copies go to WORK/compressed/):
 
 Per vector and method: ``share`` (compressed tensor bytes / float32 bytes), the relative L2 error
 ||tau' - tau|| / ||tau||, and per test set the WER (percent) with tau' minus the WER with tau (points) and the
-number of clips whose transcript changed. Prints the table, writes WORK/compression.json. Resumable: compressed
+number of clips whose transcript changed. Prints the table, writes WORK/compression.json (after every row). Resumable: compressed
 vectors and hypotheses already written are reused; each model is written, transcribed and deleted.
 """
 
@@ -81,15 +81,16 @@ def score(work: Path, system: str, base: Path, vector: Path, scale: float, domai
 
 
 def fidelity(work: Path, exp: Path, domains: list[str], methods: list[str]) -> list[dict]:
+    from asr_analogy.io.atomic import atomic_file
     from asr_analogy.merge.compressed import compress
 
     s2r = syn2real_setup(exp)
     small = [m for m in methods if m in SMALL]
-    cases = [("syn2real", s2r["vector"], s2r["base"], s2r["scale"], [TARGET], methods),
-             ("syn2real@1", s2r["vector"], s2r["base"], 1.0, [TARGET], small)]
     base8 = work / "base8"
+    cases = [("syn2real", s2r["vector"], s2r["base"], s2r["scale"], [TARGET], methods)]
     cases += [(f"domain-{d}", work / "vectors" / f"{d}.safetensors", base8, 1.0, list(dict.fromkeys([TARGET, d])), small)
               for d in domains]
+    cases += [("syn2real@1", s2r["vector"], s2r["base"], 1.0, [TARGET], small)]
     rows = []
     for label, vec, base, scale, tests, case_methods in cases:
         full = {t: score(work, f"{label}-full", base, vec, scale, t) for t in tests}
@@ -112,6 +113,8 @@ def fidelity(work: Path, exp: Path, domains: list[str], methods: list[str]) -> l
                                    "n": sum(1 for _ in open(hyps))}
             rows.append(row)
             print_row(row)
+            with atomic_file(work / "compression.json") as fh:  # after every row: a stopped run keeps its table
+                json.dump(rows, fh, indent=1)
     return rows
 
 
@@ -133,11 +136,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(2)
     methods = [m for m in args.methods.split(";") if m]
-    rows = fidelity(args.work, args.exp, [d for d in args.domains.split(",") if d], methods)
-    from asr_analogy.io.atomic import atomic_file
-
-    with atomic_file(args.work / "compression.json") as fh:
-        json.dump(rows, fh, indent=1)
+    fidelity(args.work, args.exp, [d for d in args.domains.split(",") if d], methods)
 
 
 if __name__ == "__main__":

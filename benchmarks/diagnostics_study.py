@@ -209,16 +209,23 @@ def study_table(work: Path, domains) -> dict:
 
 
 def correlations(rows: list[dict]) -> dict:
-    """Spearman rho (and its two-sided p) of each diagnostic against the loss: per method and pooled."""
+    """Spearman rho (and its two-sided p) of each diagnostic against the loss: per method and pooled (None for
+    fewer than 3 merges)."""
     from scipy.stats import spearmanr
 
     out = {}
     for label in (*METHODS, "pooled"):
         sel = [r for r in rows if label == "pooled" or r["method"] == label]
         loss = [r["loss"] for r in sel]
-        out[label] = {"n": len(sel), **{m: dict(zip(("rho", "p"), map(float, spearmanr([r[m] for r in sel], loss))))
-                                         for m in MEASURES}}
+        out[label] = {"n": len(sel)}
+        for m in MEASURES:
+            rho, p = spearmanr([r[m] for r in sel], loss) if len(sel) >= 3 else (None, None)
+            out[label][m] = {"rho": None if rho is None else float(rho), "p": None if p is None else float(p)}
     return out
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "n/a" if x is None or x != x else format(x, spec)
 
 
 def plot(table: dict, path: Path) -> None:
@@ -240,7 +247,8 @@ def plot(table: dict, path: Path) -> None:
                            edgecolors="C0" if method == "ties" else "C1",
                            label=f"{'TIES' if method == 'ties' else 'task arithmetic'}, {'pairs' if size == 2 else 'triples'}")
         rho = table["spearman"]["pooled"][m]["rho"]
-        ax.set_title(f"{titles[m]}\npooled Spearman rho = {rho:+.2f}", fontsize=9)
+        ax.set_title(f"{titles[m]}\npooled Spearman rho = {_fmt(rho, '+.2f')} (n = {table['spearman']['pooled']['n']})",
+                     fontsize=9)
         ax.set_xlabel(titles[m], fontsize=8)
         if k == 0:
             ax.set_ylabel("WER loss vs single-domain models (points)", fontsize=8)
@@ -266,7 +274,8 @@ def stage_report(work: Path, domains) -> None:
               f"{r['sign_conflict']:6.3f} {r['jaccard']:6.3f}")
     print("\nSpearman rho (p) of each diagnostic against the loss:")
     for label, c in table["spearman"].items():
-        print(f"{label:16s} n={c['n']:2d} " + "  ".join(f"{m} {c[m]['rho']:+.2f} ({c[m]['p']:.2f})" for m in MEASURES))
+        print(f"{label:16s} n={c['n']:2d} " + "  ".join(f"{m} {_fmt(c[m]['rho'], '+.2f')} ({_fmt(c[m]['p'], '.2f')})"
+                                                       for m in MEASURES))
 
 
 STAGES = {"finetune": stage_finetune, "vectors": stage_vectors, "merges": stage_merges, "report": stage_report}
