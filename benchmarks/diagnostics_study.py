@@ -13,23 +13,22 @@ Stages (each resumable: a finished fine-tune, vector, hypothesis file or diagnos
 3. merges: every pair and triple of domains, merged by task arithmetic (base8 + sum tau, weight 1 each) and by
    TIES (density 0.2, weight 1 each, lambda 1), each written by the merge engine, transcribed on the real test
    audio (clips <= 8 s) of each of its domains, then deleted (hypotheses kept in WORK/hyps/); each single-domain
-   model is transcribed on its own domain. Pairs are done first (both methods), then triples. Diagnostics (``store.diagnose``, top-k 0.1) of each
-   merge's vectors in WORK/diagnostics/.
+   model is transcribed on its own domain. Pairs are done first (both methods), then triples. Diagnostics
+   (``store.diagnose``, top-k 0.1) of every pair of vectors in WORK/diagnostics/.
 4. report: WER loss of a merge = mean over its domains d of WER(merge, d) - WER(theta_d, d) (WER in percent
    points, corpus-level over d's test clips); per merge the mean over its pairs of cosine, sign conflict and
    top-k overlap; Spearman rank correlation of each diagnostic with the loss (per method and pooled); the table
    in WORK/study.json and the scatter plot in benchmarks/results/diagnostics_vs_merge_loss.png.
 
-Deterministic: greedy decoding, fixed seeds, fixed order. Runs on CPU (2 threads); ~5 min per fine-tune.
+Deterministic: greedy decoding, fixed seeds, fixed order. Runs on CPU (2 threads): a fine-tune step took 7 to 40 s
+on a shared 2-core machine, depending on its load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import sys
 import time
 from itertools import combinations
 from pathlib import Path
@@ -80,11 +79,16 @@ def base_model() -> str:
     return resolve_model("bundled:tiny.en")
 
 
+def model_dir(work: Path, domain: str) -> Path:
+    """The fine-tune of ``domain`` (a save_pretrained directory)."""
+    return work / "models" / domain
+
+
 def stage_finetune(work: Path, domains) -> None:
     from asr_analogy.speech.train import finetune
 
     for d in domains:
-        out = work / "models" / d
+        out = model_dir(work, d)
         train = write_jsonl(work / "data" / f"{d}.train.jsonl", records(d, "train"))
         start = time.perf_counter()
         say(f"finetune {d}: {sum(1 for _ in open(train))} clips")
@@ -104,8 +108,7 @@ def stage_vectors(work: Path, domains) -> Path:
         out = work / "vectors" / f"{d}.safetensors"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            vector(work / "models" / d / "model" if (work / "models" / d / "model").exists() else work / "models" / d,
-                   base8, out, progress=False)
+            vector(model_dir(work, d), base8, out, progress=False)
             say(f"vector {d}: {out}")
     return base8
 
@@ -140,18 +143,14 @@ def transcribe_once(work: Path, system: str, model_dir, domain: str) -> Path:
     return out
 
 
-def model_dir(work: Path, domain: str) -> Path:
-    path = work / "models" / domain
-    return path / "model" if (path / "model").exists() else path
-
-
 def stage_merges(work: Path, domains) -> None:
     from asr_analogy.merge import merge
     from asr_analogy.store.diagnose import diagnose
 
     base8 = work / "base8"
     diag = work / "diagnostics" / "diagnostics.json"
-    if not diag.exists():
+    done = json.loads(diag.read_text()) if diag.exists() else {"vectors": []}
+    if sorted(v["label"] for v in done["vectors"]) != sorted(domains):  # none yet, or of another set of domains
         diagnose([work / "vectors" / f"{d}.safetensors" for d in domains], diag.parent, top_k=TOP_K, progress=False)
         say(f"diagnostics: {diag}")
     for d in domains:
