@@ -15,8 +15,9 @@ Vectors (read only; the compressed copies go to WORK/compressed/):
 
 Per vector and method: ``share`` (compressed tensor bytes / float32 bytes), the relative L2 error
 ||tau' - tau|| / ||tau||, and per test set the WER (percent) with tau' minus the WER with tau (points) and the
-number of clips whose transcript changed. Prints the table, writes WORK/compression.json (after every row). Resumable: compressed
-vectors and hypotheses already written are reused; each model is written, transcribed and deleted.
+number of clips whose transcript changed. Prints the table and writes WORK/compression.json (after every row).
+Resumable: compressed vectors and hypotheses already written are reused; each model is written, transcribed and
+deleted.
 """
 
 from __future__ import annotations
