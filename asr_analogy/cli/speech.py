@@ -63,7 +63,8 @@ def export_ct2_cmd(model_dir, out_dir, quantization, force):
 @click.option("--language", default=None, help="Multilingual Whisper: language forced (default: the model's, else en).")
 @click.option("--task", default=None, type=click.Choice(["transcribe", "translate"]),
               help="Multilingual Whisper: task forced (default: the model's, else transcribe).")
-@click.option("--engine", default="transformers", show_default=True, type=click.Choice(["transformers", "ctranslate2"]),
+@click.option("--engine", default="transformers", show_default=True,
+              type=click.Choice(["transformers", "ctranslate2"]),
               help="ctranslate2: MODEL_DIR is a CTranslate2 directory, or a transformers Whisper exported on the fly.")
 @click.option("--compute-type", default=None, help="ctranslate2 engine: float32, float16, int8, ... "
               "(default: the saved type; float32 for an on-the-fly export).")

@@ -57,9 +57,11 @@ class Ct2Whisper:
     temporary directory as long as this object lives) with weights of type ``compute_type`` (``float32`` when
     unset). ``compute_type``: CTranslate2's compute type (``int8``, ``float16``, ``float32``, ...); for a
     CTranslate2 directory the default keeps the type it was saved with. ``device``: ``cpu``, ``cuda[:N]``.
+    ``cpu_threads``: threads of one decoding on CPU (0: CTranslate2's default).
     """
 
-    def __init__(self, model_dir: str | os.PathLike, device: str | None = "cpu", compute_type: str | None = None):
+    def __init__(self, model_dir: str | os.PathLike, device: str | None = "cpu", compute_type: str | None = None,
+                 cpu_threads: int = 0):
         import ctranslate2
         from transformers import AutoTokenizer, GenerationConfig, WhisperFeatureExtractor
 
@@ -78,7 +80,7 @@ class Ct2Whisper:
         kind, index = ct2_device(device)
         try:
             self.runtime = ctranslate2.models.Whisper(str(path), device=kind, device_index=index,
-                                                      compute_type=compute_type or "default")
+                                                      compute_type=compute_type or "default", intra_threads=cpu_threads)
         except (RuntimeError, ValueError) as exc:
             raise ConfigError(f"{path}: CTranslate2 cannot load the model ({exc})") from None
         self.model_dir = path

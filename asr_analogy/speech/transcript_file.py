@@ -45,7 +45,8 @@ def read_finished(path: str | os.PathLike) -> list[dict]:
         try:
             rec = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ManifestError(f"{path}:{lineno}: not a transcript record ({exc}); pass --force to start over") from None
+            raise ManifestError(f"{path}:{lineno}: not a transcript record ({exc}); pass --force to start over"
+                                ) from None
         if not isinstance(rec, dict) or "audio_filepath" not in rec or "hypothesis" not in rec:
             raise ManifestError(f"{path}:{lineno}: not a transcript record (needs audio_filepath and hypothesis)")
         records.append(rec)
