@@ -43,8 +43,9 @@ def timed(run, recs) -> tuple[float, list[str]]:
     return time.perf_counter() - t0, [r["hypothesis"] for r in out]
 
 
-def sides_for(name: str, batch_size: int, work: Path) -> dict:
-    """``{side: recs -> records}`` for one bundled model: transformers, ct2 float32, ct2 int8."""
+def sides_for(name: str, batch_size: int, work: Path, warm_up: list[dict]) -> dict:
+    """``{side: recs -> records}`` for one bundled model: transformers, ct2 float32, ct2 int8; each has run once,
+    untimed, on the ``warm_up`` clips."""
     import torch
 
     from asr_analogy.speech.ct2_engine import Ct2Whisper
@@ -61,6 +62,8 @@ def sides_for(name: str, batch_size: int, work: Path) -> dict:
         runtime = Ct2Whisper(out, "cpu", cpu_threads=torch.get_num_threads())
         sides[f"ct2 {quantization}"] = (lambda rt: lambda recs: transcribe(rt, recs, batch_size=batch_size,
                                                                            progress=False))(runtime)
+    for run in sides.values():
+        run(warm_up)
     return sides
 
 
@@ -72,9 +75,7 @@ def wer_percent(recs: list[dict], hyps: list[str]) -> float:
 
 
 def bench_model(name: str, recs: list[dict], args, work: Path) -> None:
-    sides = sides_for(name, args.batch_size, work)
-    for run in sides.values():
-        run(recs[:2])  # warm-up, untimed
+    sides = sides_for(name, args.batch_size, work, recs[:2])
     times = {side: [] for side in sides}
     hyps = {}
     for k in range(args.rounds):

@@ -333,7 +333,9 @@ def transcribe(
             records[i].update({k: done[k] for k in ("hypothesis", "error") if k in done})
         if finished:
             log.info("resuming %s: %d of %d clips already transcribed", out_jsonl, len(finished), len(records))
-    if engine == "ctranslate2":
+    if len(finished) == len(records):  # nothing left to decode: the model is not loaded
+        decode, window = None, None
+    elif engine == "ctranslate2":
         decode, window = _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task)
     else:
         decode, window = _transformers_decoder(model, processor, device, num_beams, max_new_tokens,
