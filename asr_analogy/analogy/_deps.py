@@ -95,14 +95,21 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
 
 
 def transcribe(model, records: list[dict], *, processor=None, out_jsonl=None, batch_size=16, num_beams=1, device="cpu",
-               max_new_tokens=None):
+               max_new_tokens=None, engine=None):
     """``asr_analogy.speech.transcribe.transcribe`` on in-memory records; returns records with ``hypothesis``."""
     from asr_analogy.speech.transcribe import transcribe as run
 
     return run(
         model, [dict(r) for r in records], out_jsonl, processor=processor, batch_size=batch_size,
-        num_beams=num_beams, device=device, max_new_tokens=max_new_tokens, progress=False,
+        num_beams=num_beams, device=device, max_new_tokens=max_new_tokens, progress=False, engine=engine,
     )
+
+
+def export_ct2(model_dir, out_dir, quantization: str) -> Path:
+    """``asr_analogy.speech.models.ct2_export.export_ct2`` (replacing ``out_dir``)."""
+    from asr_analogy.speech.models.ct2_export import export_ct2 as run
+
+    return run(model_dir, out_dir, quantization, force=True)
 
 
 def score(records: list[dict], *, normalizer: str, bootstrap: int = 0, seed: int = 0, out_json=None) -> dict:

@@ -264,6 +264,14 @@ class EvaluateConfig(_Section):
     all_target_utterances: bool = False
     lambda_curve: bool = True  # also score the λ grid on target test, for the WER-vs-λ plot (reporting only)
     export_models: bool = True  # write θ_D (and the ensemble's) as model directories under final/<target>/
+    # also score the exported models as deployed: CTranslate2 at this weight type, rows "<system> (CT2 <type>)"
+    deployed: Literal["float32", "float16", "int8"] | None = None
+
+    @model_validator(mode="after")
+    def _deployed_needs_exports(self):
+        if self.deployed and not self.export_models:
+            raise ValueError("evaluate.deployed scores the exported models: it needs evaluate.export_models")
+        return self
 
 
 class RecipeConfig(_Section):

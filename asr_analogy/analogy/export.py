@@ -3,11 +3,18 @@
 Each is θ_C + λ·v streamed through the merge core from the very vector file that was evaluated
 (``vectors/<id>.safetensors``), exactly as ``asr-analogy apply-vector C VECTOR OUT --scale λ --allow-other-base``
 writes it. Each directory's ``analogy.json`` records its spec, so an unchanged model is not written again.
+
+With ``evaluate.deployed`` (``float32``, ``float16`` or ``int8``) each is also exported to CTranslate2 at that
+weight type (``final/<target>/<name>-ct2-<type>/``, what faster-whisper loads) and scored in that deployed form:
+rows ``"<name> (CT2 <type>)"``, hyps and metrics under ``eval/<target>/`` as ``<name>_ct2_<type>``.
 """
 
 from __future__ import annotations
 
-from asr_analogy.analogy.cache import cached_result
+from asr_analogy.io.manifest import write_manifest
+
+from asr_analogy.analogy import _deps
+from asr_analogy.analogy.cache import cached_result, read_json
 from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.plan import TargetPlan
 
@@ -44,3 +51,32 @@ def _export_one(ctx: RecipeContext, target_plan: TargetPlan, name: str, pairs: l
                 "pairs": [[str(ctx.model_dir(a)), str(ctx.model_dir(b))] for a, b in pairs]}
 
     return cached_result(out / "analogy.json", spec, write_model)
+
+
+def score_deployed(ctx: RecipeContext, target_plan: TargetPlan, records: list[dict]) -> dict[str, float]:
+    """``{"<name> (CT2 <type>)": WER (fraction)}`` of the exported models of a target, each exported to
+    CTranslate2 at ``evaluate.deployed`` and decoded there on ``records``; cached like the other systems."""
+    from asr_analogy.analogy.report import hyps_path
+
+    ev, target = ctx.cfg.evaluate, target_plan.target
+    rows = {}
+    for name in ("syn2real", "ensemble"):
+        model_dir = ctx.out / "final" / target / name
+        if not (model_dir / "analogy.json").is_file():
+            continue
+        system, key = f"{name} (CT2 {ev.deployed})", f"{name}_ct2_{ev.deployed}"
+        spec = {"model": read_json(model_dir / "analogy.json").get("spec"), "quantization": ev.deployed,
+                "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, "beams": ev.num_beams,
+                "max_new_tokens": ev.max_new_tokens, "n": len(records)}
+
+        def compute(model_dir=model_dir, name=name, system=system, key=key) -> dict:
+            ctx.echo(f"[evaluate] {target}: {system}")
+            ct2_dir = _deps.export_ct2(model_dir, model_dir.with_name(f"{name}-ct2-{ev.deployed}"), ev.deployed)
+            hyps = _deps.transcribe(str(ct2_dir), records, batch_size=ev.batch_size, num_beams=ev.num_beams,
+                                    device=ctx.cfg.device, max_new_tokens=ev.max_new_tokens, engine="ctranslate2")
+            write_manifest(hyps, hyps_path(ctx.out, target, key), relative=False)
+            metrics = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
+            return {**metrics, "system": system, "label": system, "target": target}
+
+        rows[system] = cached_result(ctx.out / "eval" / target / "metrics" / f"{key}.json", spec, compute)["wer"]
+    return rows

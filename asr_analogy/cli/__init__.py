@@ -1,7 +1,7 @@
 """The ``asr-analogy`` command: thin click wrappers around public functions of the same name.
 
 ``main`` (the group and its error handling) lives in ``cli.group``; each module adds the verbs of one area: ``merge``
-(merge, vector, apply-vector), ``speech`` (import-ct2, transcribe, evaluate, compare, finetune,
+(merge, vector, apply-vector), ``speech`` (import-ct2, export-ct2, transcribe, evaluate, compare, finetune,
 shorten-audio-context), ``data`` (prep, synthesize, list-voices), ``recipe`` (run, demo), and the store's verbs
 (store, diagnose, compress) from ``asr_analogy.store.commands``.
 """

@@ -1,4 +1,4 @@
-"""``import-ct2``, ``transcribe``, ``evaluate``, ``compare``, ``finetune``, ``shorten-audio-context``."""
+"""``import-ct2``, ``export-ct2``, ``transcribe``, ``evaluate``, ``compare``, ``finetune``, ``shorten-audio-context``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,24 @@ def import_ct2_cmd(paths, bundled, force):
     click.echo(str(out))
 
 
+@main.command("export-ct2")
+@click.argument("model_dir")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--quantization", default="float32", show_default=True,
+              type=click.Choice(["float32", "float16", "int8"]), help="Weight type of the export.")
+@click.option("--force", is_flag=True, help="Replace OUT_DIR if it exists.")
+def export_ct2_cmd(model_dir, out_dir, quantization, force):
+    """Convert a transformers Whisper MODEL_DIR into a CTranslate2 directory (faster-whisper, WhisperX).
+
+    \b
+    asr-analogy export-ct2 MODEL_DIR OUT_DIR --quantization int8
+    """
+    from asr_analogy.speech.models.ct2_export import export_ct2
+
+    refuse_overlap(out_dir, [model_dir])
+    click.echo(str(export_ct2(model_dir, out_dir, quantization, force=force)))
+
+
 @main.command("transcribe")
 @click.argument("model_dir")
 @click.argument("manifest", type=click.Path(dir_okay=False))
@@ -45,19 +63,32 @@ def import_ct2_cmd(paths, bundled, force):
 @click.option("--language", default=None, help="Multilingual Whisper: language forced (default: the model's, else en).")
 @click.option("--task", default=None, type=click.Choice(["transcribe", "translate"]),
               help="Multilingual Whisper: task forced (default: the model's, else transcribe).")
+@click.option("--engine", default="transformers", show_default=True,
+              type=click.Choice(["transformers", "ctranslate2"]),
+              help="ctranslate2: MODEL_DIR is a CTranslate2 directory, or a transformers Whisper exported on the fly.")
+@click.option("--compute-type", default=None, help="ctranslate2 engine: float32, float16, int8, ... "
+              "(default: the saved type; float32 for an on-the-fly export).")
+@click.option("--resume", is_flag=True, help="Continue OUT_JSONL of an interrupted run: clips already in it are skipped.")
 @click.option("--force", is_flag=True, help="Replace OUT_JSONL if it exists.")
-def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, language, task, force):
-    """Transcribe MANIFEST with MODEL_DIR; write each record plus 'hypothesis' to OUT_JSONL."""
+def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, language, task, engine,
+                   compute_type, resume, force):
+    """Transcribe MANIFEST with MODEL_DIR; write each record plus 'hypothesis' to OUT_JSONL.
+
+    Records are appended to OUT_JSONL batch by batch; a killed run continues with --resume.
+    """
     from pathlib import Path
 
     from asr_analogy.errors import OutputExistsError
     from asr_analogy.speech.transcribe import transcribe
 
+    if resume and force:
+        raise click.UsageError("--resume continues OUT_JSONL and --force replaces it: give one")
     refuse_overlap(out_jsonl, [model_dir, manifest])
-    if Path(out_jsonl).exists() and not force:
-        raise OutputExistsError(f"{out_jsonl} already exists; pass --force to replace it")
+    if Path(out_jsonl).exists() and not (force or resume):
+        raise OutputExistsError(f"{out_jsonl} already exists; pass --resume to continue it or --force to replace it")
     records = transcribe(model_dir, manifest, out_jsonl, batch_size=batch_size, num_beams=beams, device=device,
-                         max_new_tokens=max_new_tokens, language=language, task=task)
+                         max_new_tokens=max_new_tokens, language=language, task=task, engine=engine,
+                         compute_type=compute_type, resume=resume)
     failed = sum(1 for r in records if r.get("error"))
     note = f", {failed} unreadable (see their 'error' field)" if failed else ""
     click.echo(f"{out_jsonl}: {len(records)} clips transcribed{note}")

@@ -10,6 +10,10 @@ Whisper's encoder takes a fixed window of ``2 * config.max_source_positions`` me
 for the original models). Models saved with a shorter window (``audio_context_s``) are honoured: features are
 padded to the model's window, whatever the feature extractor passed in says. Audio longer than the window is
 cut to it (and counted in the log); long-form transcription is not done here.
+
+Two engines decode Whisper: transformers (``generate``) and CTranslate2 (``ct2_engine``, the runtime of
+faster-whisper), on the same features and prompt. Records are appended to the output as their batch finishes
+(``transcript_file``), so a killed run can be resumed where it stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from asr_analogy.errors import AsrAnalogyError, ConfigError, ManifestError
 from asr_analogy.io.audio import TARGET_SR, load_audio
 from asr_analogy.io.manifest import read_manifest, write_manifest
 from asr_analogy.merge.stream import resolve_device
+from asr_analogy.speech.ct2_engine import Ct2Whisper
+from asr_analogy.speech.transcript_file import TranscriptAppender, match_finished, read_finished
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +89,11 @@ def _duration(rec: dict) -> float:
         return 0.0
 
 
-def _whisper_feature_extractor(processor, model):
-    """The processor's feature extractor, with its window set to the model's encoder window if they differ."""
+def whisper_feature_extractor(processor, max_source_positions: int):
+    """The processor's feature extractor, with its window set to a Whisper encoder window of
+    ``max_source_positions`` positions (``2 * max_source_positions`` mel frames) if they differ."""
     fe = processor.feature_extractor
-    frames = 2 * int(model.config.max_source_positions)
+    frames = 2 * int(max_source_positions)
     if fe.nb_max_frames == frames:
         return fe
     fe = copy.copy(fe)
@@ -146,17 +153,19 @@ def _suppression_processors(model, gen_kwargs: dict) -> tuple[dict, list]:
     return {"suppress_tokens": None, "begin_suppress_tokens": None}, procs
 
 
-def _language_and_task(gen, language: str | None, task: str | None, gen_kwargs: dict) -> dict:
-    """``generate`` keys that force the language and task of a multilingual Whisper (checked with
-    ``whisper_tokens.forced_prefix``); nothing for an English-only one (after checking they ask for English)."""
+def _language_and_task(gen, language: str | None, task: str | None, gen_kwargs: dict) -> tuple[list[int], dict]:
+    """(the forced prompt ids, ``generate`` keys that force the language and task of a multilingual Whisper).
+
+    The prompt comes from ``whisper_tokens.forced_prefix``, which raises ``ConfigError`` for a language or task
+    the model does not have; an English-only model gets no keys (after checking they ask for English)."""
     from asr_analogy.speech.models.whisper_tokens import forced_prefix, language_token
 
     language = language or gen_kwargs.get("language") or getattr(gen, "language", None) or "en"
     task = task or gen_kwargs.get("task") or getattr(gen, "task", None) or "transcribe"
-    forced_prefix(gen, language, task)  # ConfigError for a language or task the model does not have
+    prompt = forced_prefix(gen, language, task)
     if not getattr(gen, "is_multilingual", False):
-        return {}
-    return {"language": language_token(language), "task": task}
+        return prompt, {}
+    return prompt, {"language": language_token(language), "task": task}
 
 
 @torch.inference_mode()
@@ -197,51 +206,12 @@ def _ctc_batch(model, processor, audios: list[np.ndarray]):
     return [processor.decode(row[: int(n)]).strip() for row, n in zip(ids, n_frames)]
 
 
-def transcribe(
-    model,
-    manifest_or_records: str | os.PathLike | Iterable[dict],
-    out_jsonl: str | os.PathLike | None = None,
-    *,
-    processor=None,
-    batch_size: int = 16,
-    num_beams: int = 1,
-    device: str | torch.device | None = None,
-    max_new_tokens: int | None = None,
-    generate_kwargs: dict | None = None,
-    progress: bool = True,
-    language: str | None = None,
-    task: str | None = None,
-) -> list[dict]:
-    """Transcribe every clip of a manifest; return records in manifest order, each with ``hypothesis`` added.
+ENGINES = ("transformers", "ctranslate2")
+"""Decoding back ends: transformers (Whisper and CTC models) or CTranslate2 (Whisper; ``ct2_engine``)."""
 
-    ``model`` is a ``save_pretrained`` directory (or hub id) or an already-loaded model; a loaded model needs
-    ``processor`` unless its ``name_or_path`` is a directory holding one. ``batch_size`` clips per forward
-    pass (after sorting by duration, longest first); ``num_beams`` 1 is greedy, more is beam search (Whisper
-    only; CTC decoding is argmax). ``device``: e.g. ``"cpu"`` or ``"cuda"`` (default: where a loaded model is,
-    else CUDA when available). ``max_new_tokens``: cap on generated tokens per clip (default: the generation
-    config's). ``generate_kwargs``: passed on to Whisper's ``generate``.
 
-    ``language`` (``"en"``, ``"english"`` or ``"<|en|>"``) and ``task`` (``"transcribe"`` or ``"translate"``):
-    a multilingual Whisper decodes after the forced prompt ``<|startoftranscript|><|en|><|transcribe|>
-    <|notimestamps|>``; the defaults are the model's generation config (a multilingual fine-tune saves its own),
-    else English and transcribe (this toolkit is for English speech; language detection is not used). An
-    English-only model accepts only English / transcribe (or nothing) and decodes as before.
-
-    Unreadable clips get ``error`` (the message) and ``hypothesis: ""``. With ``out_jsonl`` the records are
-    written there atomically as JSONL (audio paths relative to it when under its directory).
-    """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if num_beams < 1:
-        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
-    if max_new_tokens is not None and max_new_tokens < 1:
-        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    records = _records(manifest_or_records)
-    if not records:
-        where = manifest_or_records if isinstance(manifest_or_records, (str, os.PathLike)) else "the records"
-        raise ManifestError(f"{where}: no record to transcribe (the manifest is empty)")
-    if device is not None:
-        device = str(resolve_device(device))
+def _transformers_decoder(model, processor, device, num_beams, max_new_tokens, generate_kwargs, language, task):
+    """(decode: audios → texts, encoder window in samples or None) for a transformers model (dir or loaded)."""
     if isinstance(model, (str, os.PathLike)):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -258,62 +228,185 @@ def transcribe(
             if not source or not Path(source).is_dir():
                 raise ConfigError("transcribe(model=<loaded model>) needs processor=... (the model has no directory)")
             processor = AutoProcessor.from_pretrained(source)
-    whisper = _is_whisper(model)
-    if not whisper and num_beams > 1:
-        raise ConfigError("beam search (num_beams > 1) is only available for Whisper; CTC decoding is argmax")
-    fe = _whisper_feature_extractor(processor, model) if whisper else None
-    window_s = fe.n_samples / TARGET_SR if whisper else None
+    if not _is_whisper(model):
+        if num_beams > 1:
+            raise ConfigError("beam search (num_beams > 1) is only available for Whisper; CTC decoding is argmax")
+        if language is not None or task is not None:
+            raise ConfigError("language and task apply to Whisper models only")
+        return (lambda audios: _ctc_batch(model, processor, audios)), None
+    fe = whisper_feature_extractor(processor, model.config.max_source_positions)
     gen_kwargs = dict(generate_kwargs or {})
-    if whisper:
-        gen_kwargs.update(_language_and_task(model.generation_config, language, task, gen_kwargs))
-    elif language is not None or task is not None:
-        raise ConfigError("language and task apply to Whisper models only")
+    gen_kwargs.update(_language_and_task(model.generation_config, language, task, gen_kwargs)[1])
+    return (lambda audios: _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs),
+            fe.n_samples)
 
-    order = sorted(range(len(records)), key=lambda i: -_duration(records[i]))
-    n_errors = n_truncated = 0
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    bar = None
-    if progress and batches:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(records), desc="transcribe", unit="clip", leave=False)
-    for batch in batches:
-        good, audios = [], []
-        for i in batch:
-            rec = records[i]
-            rec.pop("error", None)
-            try:
-                audio = load_audio(rec["audio_filepath"])
-            except AsrAnalogyError as exc:
-                rec["hypothesis"] = ""
-                rec["error"] = str(exc)
-                n_errors += 1
-                log.warning("skipping clip: %s", exc)
-                continue
-            if window_s is not None and len(audio) > fe.n_samples:
-                n_truncated += 1
-                log.debug("%s is longer than the %.1f s encoder window; cut to it", rec["audio_filepath"], window_s)
-            good.append(i)
-            audios.append(audio)
-        if audios:
-            if whisper:
-                hyps = _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs)
-            else:
-                hyps = _ctc_batch(model, processor, audios)
-            for i, hyp in zip(good, hyps):
-                records[i]["hypothesis"] = hyp
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
+def _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task):
+    """(decode, window in samples) for a CTranslate2 Whisper: a ``Ct2Whisper``, a CTranslate2 directory, or a
+    transformers Whisper directory exported on the fly at ``compute_type``."""
+    if not isinstance(model, Ct2Whisper):
+        if not isinstance(model, (str, os.PathLike)):
+            raise ConfigError("the ctranslate2 engine takes a model directory (CTranslate2 or transformers Whisper)")
+        model = Ct2Whisper(model, device, compute_type)
+    prompt = _language_and_task(model.generation_config, language, task, {})[0]
+    return (lambda audios: model.decode(audios, prompt, num_beams, max_new_tokens)), model.window_samples
+
+
+def _check_options(batch_size: int, num_beams: int, max_new_tokens: int | None, engine: str, options: dict) -> None:
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    only = {"ctranslate2": ("processor", "generate_kwargs"), "transformers": ("compute_type",)}[engine]
+    given = [name for name in only if options.get(name) is not None]
+    if given:
+        raise ConfigError(f"{given[0]} does not apply to the {engine} engine")
+
+
+def transcribe(
+    model,
+    manifest_or_records: str | os.PathLike | Iterable[dict],
+    out_jsonl: str | os.PathLike | None = None,
+    *,
+    processor=None,
+    batch_size: int = 16,
+    num_beams: int = 1,
+    device: str | torch.device | None = None,
+    max_new_tokens: int | None = None,
+    generate_kwargs: dict | None = None,
+    progress: bool = True,
+    language: str | None = None,
+    task: str | None = None,
+    engine: str | None = None,
+    compute_type: str | None = None,
+    resume: bool = False,
+) -> list[dict]:
+    """Transcribe every clip of a manifest; return records in manifest order, each with ``hypothesis`` added.
+
+    ``model`` is a ``save_pretrained`` directory (or hub id) or an already-loaded model; a loaded model needs
+    ``processor`` unless its ``name_or_path`` is a directory holding one. ``batch_size`` clips per forward
+    pass (after sorting by duration, longest first); ``num_beams`` 1 is greedy, more is beam search (Whisper
+    only; CTC decoding is argmax). ``device``: e.g. ``"cpu"`` or ``"cuda"`` (default: where a loaded model is,
+    else CUDA when available). ``max_new_tokens``: cap on generated tokens per clip (default: the generation
+    config's). ``generate_kwargs``: passed on to Whisper's ``generate``.
+
+    ``engine``: ``"transformers"`` (the default) or ``"ctranslate2"`` (Whisper only): ``model`` is then a
+    CTranslate2 directory (``export-ct2``), a ``ct2_engine.Ct2Whisper``, or a transformers Whisper directory
+    exported on the fly with weights of type ``compute_type`` (``float32``, ``float16`` or ``int8``; for a
+    CTranslate2 directory, CTranslate2's compute type, default the saved one). Same sorting, batches, features,
+    prompt, suppressed tokens and token cap as the transformers engine; greedy transcripts agree up to the
+    numerics of the runtime (and of the quantization).
+
+    ``language`` (``"en"``, ``"english"`` or ``"<|en|>"``) and ``task`` (``"transcribe"`` or ``"translate"``):
+    a multilingual Whisper decodes after the forced prompt ``<|startoftranscript|><|en|><|transcribe|>
+    <|notimestamps|>``; the defaults are the model's generation config (a multilingual fine-tune saves its own),
+    else English and transcribe (this toolkit is for English speech; language detection is not used). An
+    English-only model accepts only English / transcribe (or nothing) and decodes as before.
+
+    Unreadable clips get ``error`` (the message) and ``hypothesis: ""``. With ``out_jsonl`` each batch's
+    records are appended there as they finish (flushed and synced); at the end the file is rewritten
+    atomically in manifest order (audio paths relative to it when under its directory). ``resume``: keep the
+    records ``out_jsonl`` already holds (matched by ``id``, else by audio path; a torn last line is dropped)
+    and decode only the others, in the same batches, so a killed run resumed gives the same file as an
+    uninterrupted one. Without ``resume`` the file is started anew.
+    """
+    engine = engine or ("ctranslate2" if isinstance(model, Ct2Whisper) else "transformers")
+    _check_options(batch_size, num_beams, max_new_tokens, engine,
+                   {"processor": processor, "generate_kwargs": generate_kwargs, "compute_type": compute_type})
+    if resume and out_jsonl is None:
+        raise ConfigError("resume needs out_jsonl, the file to continue")
+    records = _records(manifest_or_records)
+    if not records:
+        where = manifest_or_records if isinstance(manifest_or_records, (str, os.PathLike)) else "the records"
+        raise ManifestError(f"{where}: no record to transcribe (the manifest is empty)")
+    if device is not None:
+        device = str(resolve_device(device))
+    finished = {}
+    if out_jsonl is not None and resume:
+        finished = match_finished(records, read_finished(out_jsonl), out_jsonl)
+        for i, done in finished.items():
+            records[i].pop("error", None)
+            records[i].update({k: done[k] for k in ("hypothesis", "error") if k in done})
+        if finished:
+            log.info("resuming %s: %d of %d clips already transcribed", out_jsonl, len(finished), len(records))
+    if len(finished) == len(records):  # nothing left to decode: the model is not loaded
+        decode, window = None, None
+    elif engine == "ctranslate2":
+        decode, window = _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task)
+    else:
+        decode, window = _transformers_decoder(model, processor, device, num_beams, max_new_tokens,
+                                               generate_kwargs, language, task)
+    appender = TranscriptAppender(out_jsonl, fresh=not resume) if out_jsonl is not None else None
+    try:
+        n_truncated = _run_batches(records, finished, decode, window, batch_size, appender, progress)
+    finally:
+        if appender is not None:
+            appender.close()
+    n_errors = sum(1 for r in records if r.get("error"))
     if n_errors == len(records):
+        if out_jsonl is not None:
+            Path(out_jsonl).unlink(missing_ok=True)
         first = next(r["error"] for r in records if r.get("error"))
         raise ManifestError(f"none of the {len(records)} clips could be read (first: {first}); nothing was written")
     if n_errors:
         log.warning("%d of %d clips could not be read (see their 'error' field)", n_errors, len(records))
     if n_truncated:
-        log.warning("%d of %d clips were cut to the %.1f s encoder window", n_truncated, len(records), window_s)
+        log.warning("%d of %d clips were cut to the %.1f s encoder window", n_truncated, len(records),
+                    window / TARGET_SR)
     if out_jsonl is not None:
         write_manifest(records, out_jsonl)
     return records
 
+
+def _run_batches(records: list[dict], finished: dict, decode, window: int | None, batch_size: int, appender,
+                 progress: bool) -> int:
+    """Decode ``records`` (longest first, ``batch_size`` at a time) into their ``hypothesis``, appending each
+    batch's new records to ``appender``. A batch is decoded whole unless all of it is ``finished`` (so a resumed
+    run decodes each clip in the same batch as an uninterrupted one); finished records keep their text.
+    Returns how many clips were longer than the encoder ``window`` (samples)."""
+    order = sorted(range(len(records)), key=lambda i: -_duration(records[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bar = None
+    if progress and batches:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(records), initial=len(finished), desc="transcribe", unit="clip", leave=False)
+    n_truncated = 0
+    for batch in batches:
+        todo = [i for i in batch if i not in finished]
+        if not todo:
+            continue
+        good, audios = [], []
+        for i in batch:
+            rec, new = records[i], i not in finished
+            if new:
+                rec.pop("error", None)
+            try:
+                audio = load_audio(rec["audio_filepath"])
+            except AsrAnalogyError as exc:
+                if new:
+                    rec["hypothesis"] = ""
+                    rec["error"] = str(exc)
+                    log.warning("skipping clip: %s", exc)
+                continue
+            if new and window is not None and len(audio) > window:
+                n_truncated += 1
+                log.debug("%s is longer than the %.1f s encoder window; cut to it", rec["audio_filepath"],
+                          window / TARGET_SR)
+            good.append(i)
+            audios.append(audio)
+        if audios:
+            for i, hyp in zip(good, decode(audios)):
+                if i not in finished:
+                    records[i]["hypothesis"] = hyp
+        if appender is not None:
+            appender.append([records[i] for i in todo])
+        if bar is not None:
+            bar.update(len(todo))
+    if bar is not None:
+        bar.close()
+    return n_truncated

@@ -16,7 +16,7 @@ from asr_analogy.io.manifest import write_manifest
 from asr_analogy.analogy import _deps
 from asr_analogy.analogy.cache import cached_result, write_json
 from asr_analogy.analogy.context import RecipeContext
-from asr_analogy.analogy.export import export_models
+from asr_analogy.analogy.export import export_models, score_deployed
 from asr_analogy.analogy.plan import TargetPlan
 from asr_analogy.analogy.report import hyps_path, target_results
 from asr_analogy.analogy.stages.base import Stage
@@ -99,6 +99,8 @@ def run(ctx: RecipeContext) -> dict:
             _test_curve(ctx, target_plan, held_out)
         if ev.export_models:
             export_models(ctx, target_plan)
+        if ev.deployed:
+            summary[target].update(score_deployed(ctx, target_plan, recs))
     return summary
 
 
