@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -115,13 +116,17 @@ def screen_utterance(
     The duration is the manifest's ``duration`` (when ``use_manifest_duration`` and it is a positive number),
     else the file header's (when ``probe``; an undecodable header or one with no samples is a skip).
     """
-    path = Path(rec["audio_filepath"])
+    path = str(rec["audio_filepath"])  # os functions on strings: this runs once per clip of a large corpus
     text = rec.get("text")
     if not isinstance(text, str) or not text.strip():
         return "empty_text", f"{path}: empty transcript", None
-    if not path.is_file():
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
         return "missing", f"{path} does not exist", None
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         return "empty_file", f"{path} is empty (0 bytes)", None
     seconds = rec.get("duration") if use_manifest_duration else None
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
@@ -274,7 +279,7 @@ def load_manifest_dataset(
         report.n_kept += 1
         report.kept_seconds += seconds
         row = {"text": rec["text"].strip(), "duration": seconds,
-               "audio_filepath": str(Path(rec["audio_filepath"]).resolve()), "index": i}
+               "audio_filepath": os.path.abspath(rec["audio_filepath"]), "index": i}
         for key in KEPT_FIELDS:
             value = rec.get(key)
             row[key] = None if value is None else str(value)
