@@ -112,3 +112,11 @@ def test_clips_found_unusable_in_workers_reach_the_final_report(tmp_path):
     assert [(s["index"], s["reason"]) for s in report.skipped] == [(2, "silent"), (4, "silent")]
     assert report.n_kept == 4 and report.kept_seconds == pytest.approx(2.0)
     assert loaded.n_kept == 6  # the loading report itself is left as it was
+
+
+@pytest.mark.parametrize("cores, workers", [(None, 0), (1, 0), (2, 1), (4, 3), (16, 4)])
+def test_default_workers_leave_one_core_for_training(monkeypatch, cores, workers):
+    from asr_analogy.speech import train
+
+    monkeypatch.setattr(train.os, "cpu_count", lambda: cores)
+    assert train.default_num_workers() == workers
