@@ -45,7 +45,8 @@ def _export_one(ctx: RecipeContext, target_plan: TargetPlan, name: str, pairs: l
         from asr_analogy.analogy.vectors import save_analogy_model
 
         c_dir = ctx.model_dir(suite.C)
-        save_analogy_model(c_dir, ctx.vector_path(vector_id), lam, out, force=True)
+        card = _card(ctx, target_plan.target, name, pairs, lam, method, density)
+        save_analogy_model(c_dir, ctx.vector_path(vector_id), lam, out, force=True, card=card)
         ctx.echo(f"[evaluate] {target_plan.target}: wrote {out} (θ_C + {lam:g}·{name} vector)")
         return {"target_synthetic": str(c_dir), "lambda": lam,
                 "pairs": [[str(ctx.model_dir(a)), str(ctx.model_dir(b))] for a, b in pairs]}
@@ -80,3 +81,19 @@ def score_deployed(ctx: RecipeContext, target_plan: TargetPlan, records: list[di
 
         rows[system] = cached_result(ctx.out / "eval" / target / "metrics" / f"{key}.json", spec, compute)["wer"]
     return rows
+
+def _card(ctx: RecipeContext, target: str, name: str, pairs: list[tuple[str, str]], lam: float, method: str,
+          density: float | None) -> dict:
+    """What the model card of an exported model adds: the analogy, λ and how it was chosen, and the WER of the
+    chosen λ on the sets it was chosen on (from ``lambda/<target>.json``)."""
+    selection = ctx.selection(target)
+    combine = f"`{method}`" + (f" (density {density:g})" if density is not None else "")
+    lines = [f"Synthetic2Real analogy ({name}) for target domain `{target}`: θ_D = θ_C + λ·combine(θ_B − θ_A), "
+             f"combine = {combine}, λ = {lam:g} ({selection.get('how', 'chosen by the recipe')}).", ""]
+    lines += [f"- pair {i + 1}: A `{ctx.model_dir(a)}`, B `{ctx.model_dir(b)}`" for i, (a, b) in enumerate(pairs)]
+    rows = []
+    for label, curve in (("pseudo-target dev (mean)", selection.get("mean_curve")),
+                         ("target real dev (oracle)", (selection.get("oracle") or {}).get("curve"))):
+        if curve and lam in curve.get("lambdas", []):
+            rows.append({"set": label, "λ": lam, "WER (%)": round(100 * curve["wer"][curve["lambdas"].index(lam)], 2)})
+    return {"note": "\n".join(lines), "wer": rows or None, "tags": ["syn2real"]}

@@ -200,14 +200,15 @@ def load_vector(path: str | os.PathLike) -> TaskVector:
 
 def save_analogy_model(
     target_synthetic_dir: str | os.PathLike, vector: str | os.PathLike | Vector, lam: float,
-    out_dir: str | os.PathLike, *, force: bool = False,
+    out_dir: str | os.PathLike, *, force: bool = False, card: Mapping | None = None,
 ) -> Path:
     """Write θ_C + λ·v as a model directory (weights, plus config / processor files copied from θ_C's), with
     ``analogy.json`` beside them. ``vector`` is a task-vector file (applied streaming, exactly as
-    ``asr-analogy apply-vector C VECTOR OUT --scale λ --allow-other-base`` does) or an in-memory vector."""
+    ``asr-analogy apply-vector C VECTOR OUT --scale λ --allow-other-base`` does, model card included; ``card``
+    adds to it) or an in-memory vector."""
     if isinstance(vector, (str, os.PathLike)):
         out = apply_vector(target_synthetic_dir, vector, out_dir, scale=float(lam), force=force,
-                           allow_other_base=True, progress=False)
+                           allow_other_base=True, progress=False, card=card)
         source = {"vector": str(vector)}
     else:
         state = apply_analogy(target_synthetic_dir, vector, lam)

@@ -12,9 +12,10 @@ import torch
 
 from asr_analogy.errors import ConfigError
 from asr_analogy.io.atomic import refuse_overlap
+from asr_analogy.io.model_card import CARD_FILE, derived_card_text, is_hub_id
 from asr_analogy.merge.config import MergeConfig, load_merge_config, parse_merge_config, parse_dtype
-from asr_analogy.merge.plan import TensorPlan, plan_merge
-from asr_analogy.merge.stream import Streamer, refuse_existing, resolve_device, stream_to_checkpoint, torch_threads
+from asr_analogy.merge.plan import MergePlan, TensorPlan, plan_merge
+from asr_analogy.merge.stream import Input, Streamer, refuse_existing, resolve_device, stream_to_checkpoint, torch_threads
 
 
 def merge(
@@ -30,6 +31,7 @@ def merge(
     chunk_elements: int | None = None,
     threads: int | None = 1,
     provenance: Mapping[str, Any] | None = None,
+    card: Mapping[str, Any] | None = None,
 ) -> Path:
     """Merge checkpoints as described by a config (YAML path, mapping or ``MergeConfig``) into ``out_dir``.
 
@@ -41,7 +43,9 @@ def merge(
     the CPU arithmetic (the default 1 leaves the other cores to the background writer and to other jobs;
     None keeps torch's setting); ``chunk_elements``: entries per streamed chunk (default 2^18 on CPU). ``dtype`` (overrides the config's
     ``dtype``): inputs are converted to it and merged in it, and it is the output dtype unless ``out_dtype``.
-    Refuses an existing ``out_dir`` unless ``force``. Returns ``out_dir``.
+    Refuses an existing ``out_dir`` unless ``force``. Returns ``out_dir``. A merged model (not a task vector)
+    gets a model card, ``README.md`` (``io.model_card``: relation ``merge``, the config); ``card`` adds to it
+    (``note``, ``wer`` rows, ``tags``).
     """
     if isinstance(config_or_path, MergeConfig):
         cfg, source = config_or_path, "<config>"
@@ -61,6 +65,9 @@ def merge(
             inputs.add(Path(plan.copy_files_from))
         refuse_overlap(out_dir, sorted(inputs) + ([] if source == "<config>" else [source]))
         by_name = {t.name: t for t in plan.tensors}
+        extra_files = {"merge_config.yaml": cfg.to_yaml()}
+        if Path(out_dir).suffix != ".safetensors" and not any(t.delta_only for t in plan.tensors):
+            extra_files[CARD_FILE] = _merge_card(out_dir, plan, cfg, card)
         return stream_to_checkpoint(
             out_dir,
             plan.specs,
@@ -69,9 +76,24 @@ def merge(
             shard_size=shard_size,
             metadata=plan.metadata,
             copy_files_from=plan.copy_files_from,
-            extra_files={"merge_config.yaml": cfg.to_yaml()},
+            extra_files=extra_files,
             progress=progress,
         )
+
+
+def _merge_card(out_dir, plan: MergePlan, cfg: MergeConfig, card: Mapping[str, Any] | None) -> str:
+    """The model card of a merged model: its inputs (the anchor first) and its config."""
+    inputs = [plan.anchor] + [i for t in plan.tensors for i in t.inputs]
+    bases = list(dict.fromkeys(_card_ref(i) for i in inputs))
+    how = (f"Merged with asr-analogy (`{plan.metadata.get('merge_method', 'merge')}`) from the config below "
+           f"(also in `merge_config.yaml`):\n\n```yaml\n{cfg.to_yaml().rstrip()}\n```")
+    return derived_card_text(Path(out_dir).name, relation="merge", bases=bases, how=how, extra=card)
+
+
+def _card_ref(model: Input) -> str:
+    """How a card names an input: its Hub id when it was fetched from the Hub, else its local path."""
+    hub_id = model.label.partition("@")[0]
+    return hub_id if "snapshots" in model.path.parts and is_hub_id(hub_id) else str(model.path)
 
 
 def _produce(tp: TensorPlan, streamer: Streamer):

@@ -36,6 +36,7 @@ import torch
 from asr_analogy.errors import ConfigError, MergeError
 from asr_analogy.io.atomic import refuse_overlap
 from asr_analogy.io.checkpoint import CheckpointReader, TensorSpec, fingerprint_mismatch, save_checkpoint
+from asr_analogy.io.model_card import CARD_FILE, derived_card_text
 from asr_analogy.merge.compressed import open_reader
 from asr_analogy.merge.config import parse_dtype
 from asr_analogy.merge.plan import check_compatible
@@ -105,8 +106,11 @@ def apply_vector(
     shard_size: int | str | None = "5GB",
     device: str = "cpu",
     progress: bool = True,
+    card: Mapping[str, object] | None = None,
 ) -> Path:
-    """theta = base + scale * tau, streamed to ``out`` (a checkpoint directory with base's config files).
+    """theta = base + scale * tau, streamed to ``out`` (a checkpoint directory with base's config files and a
+    model card, ``README.md``: relation ``merge``, the vector and the scale; ``card`` adds to it: ``note``,
+    ``wer`` rows, ``tags``).
 
     Raises ``MergeError`` when the vector was computed against a different base (fingerprint) unless
     ``allow_other_base``, when a vector tensor is missing from the base or has another shape, or when any
@@ -163,8 +167,13 @@ def apply_vector(
                     yield chunk
                     streamer.release([bs], name, a, b)
 
+        how = (f"The base plus {float(scale):g} × the task vector `{vector_path}` (made by "
+               f"`{meta.get('method') or 'unknown'}`), written by `asr-analogy apply-vector`.")
+        card_text = derived_card_text(Path(out).name, relation="merge", bases=[str(base), str(vector_path)], how=how,
+                                      extra=card)
         return stream_to_checkpoint(
-            out, specs, produce, force=force, shard_size=shard_size, copy_files_from=bs.path, progress=progress, desc="apply"
+            out, specs, produce, force=force, shard_size=shard_size, copy_files_from=bs.path, progress=progress,
+            desc="apply", extra_files={CARD_FILE: card_text},
         )
 
 

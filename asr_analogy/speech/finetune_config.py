@@ -73,7 +73,7 @@ class FinetuneConfig(BaseModel):
     save_steps: int = Field(500, gt=0)  # write a checkpoint every N steps (and at the end)
     save_total_limit: int | None = Field(2, gt=0)  # keep at most N checkpoints (the best is always kept)
     eval_batch_size: int | None = Field(None, gt=0)  # dev batch size; default: batch_size
-    dataloader_num_workers: int = Field(0, ge=0)  # worker processes for batching
+    dataloader_num_workers: int | None = Field(None, ge=0)  # processes decoding audio; None: CPU cores - 1, at most 4
 
     # -- run control --
     resume: bool = False  # continue from the last checkpoint in checkpoints_dir, if any

@@ -17,8 +17,9 @@ model's ``config.json`` (``model_type``).
 Outputs. Checkpoints go to ``checkpoints_dir`` (default ``<output_dir>.checkpoints``); at the end the final
 model (the best dev-WER checkpoint when ``dev_manifest`` is set, else the last) is written to a temporary
 sibling and renamed to ``output_dir``: a ``save_pretrained`` directory with model, processor, generation config
-(Whisper), plus ``finetune_config.yaml``, ``trainer_state.json`` (losses, steps, dev WER) and
-``finetune_data.json`` (skip reports of the manifests). An interrupted run leaves no ``output_dir``; run it
+(Whisper), plus ``finetune_config.yaml``, ``trainer_state.json`` (losses, steps, dev WER),
+``finetune_data.json`` (skip reports of the manifests) and ``README.md`` (a Hugging Face model card: base model,
+steps, data, best dev WER). An interrupted run leaves no ``output_dir``; run it
 again with ``--resume`` to continue from the last checkpoint (the step count continues).
 
 Several GPUs. The same command runs unchanged under a distributed launcher (data-parallel DDP);
@@ -27,9 +28,13 @@ Several GPUs. The same command runs unchanged under a distributed launcher (data
     torchrun --nproc_per_node 4 -m asr_analogy finetune CONFIG.yaml
     accelerate launch --multi_gpu --num_processes 4 -m asr_analogy finetune CONFIG.yaml
 
-Every process decodes the manifests; only the main process writes checkpoints, the final directory and
-reports. Without CUDA, ``torchrun`` runs the processes on CPU (gloo backend). ``fp16``/``bf16`` apply only on
-CUDA devices (ignored with a warning on CPU).
+Data. Every process indexes the manifests (metadata only); audio is decoded per item in data-loader worker
+processes (``dataloader_num_workers``), so memory does not grow with the corpus, and training batches hold
+clips of similar duration (``speech.data.LengthGroupedSampler``, seeded by ``seed``). Only the main process
+writes checkpoints, the final directory and reports.
+
+Without CUDA, ``torchrun`` runs the processes on CPU (gloo backend). ``fp16``/``bf16`` apply only on CUDA
+devices (ignored with a warning on CPU).
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ from typing import Any, Callable
 
 import yaml
 
-from asr_analogy.errors import CheckpointError, ConfigError, OutputExistsError
+from asr_analogy.errors import CheckpointError, ConfigError, ManifestError, OutputExistsError
+from asr_analogy.io.model_card import model_card, write_model_card
 from asr_analogy.speech.finetune_config import (
     FinetuneConfig,
     detect_model_type,
@@ -251,11 +257,11 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, echo: Callabl
             raise ConfigError("audio_context_s applies to Whisper only; remove it for a Wav2Vec2-Conformer model")
         max_s = cfg.max_duration_s or 30.0
     data_kw = dict(max_duration_s=max_s, min_duration_s=cfg.min_duration_s, silence_dbfs=cfg.silence_dbfs)
-    train_ds, train_report = load_manifest_dataset(cfg.train_manifest, **data_kw)
+    train_ds, train_report = load_manifest_dataset(cfg.train_manifest, skip_log=_skip_log(ckpt_dir, "train"), **data_kw)
     say(f"train: {train_report.summary()}")
-    dev_ds = dev_report = None
+    dev_ds = None
     if cfg.dev_manifest is not None:
-        dev_ds, dev_report = load_manifest_dataset(cfg.dev_manifest, **data_kw)
+        dev_ds, dev_report = load_manifest_dataset(cfg.dev_manifest, skip_log=_skip_log(ckpt_dir, "dev"), **data_kw)
         say(f"dev: {dev_report.summary()}")
 
     import transformers
@@ -264,17 +270,26 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, echo: Callabl
     if family == "whisper":
         setup = _setup_whisper(cfg, model_name)
     else:
-        texts = list(train_ds["text"]) + (list(dev_ds["text"]) if dev_ds is not None else [])
+        texts = train_ds.texts + (dev_ds.texts if dev_ds is not None else [])
         setup = _setup_wav2vec2(cfg, model_name, texts)
 
+    ckpt_existed = ckpt_dir.exists()
     trainer = _make_trainer(cfg, setup, train_ds, dev_ds, ckpt_dir)  # also sets up the processes
-    if cfg.force and not cfg.resume and trainer.is_world_process_zero() and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    if trainer.is_world_process_zero():
+        if cfg.force and not cfg.resume and ckpt_dir.exists():
+            shutil.rmtree(ckpt_dir)
+        elif not cfg.resume:
+            shutil.rmtree(_skip_log(ckpt_dir, "train").parent, ignore_errors=True)  # skips of an earlier run
     trainer.accelerator.wait_for_everyone()
     resume_from = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
     if resume_from:
         say(f"resuming from {resume_from}")
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except ManifestError:  # every clip turned out unusable when read: leave nothing behind
+        if trainer.is_world_process_zero() and not ckpt_existed and get_last_checkpoint(str(ckpt_dir)) is None:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise
 
     # Final directory: every rank takes part in save_model (sharded/ZeRO-3 models gather), rank 0 publishes.
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-final")
@@ -290,7 +305,9 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, echo: Callabl
             (tmp / "finetune_config.yaml").write_text(
                 yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False), encoding="utf-8"
             )
-            reports = {"train": train_report.to_dict(), "dev": dev_report.to_dict() if dev_report else None}
+            reports = {"train": train_ds.final_report(), "dev": dev_ds.final_report() if dev_ds is not None else None}
+            write_model_card(tmp, _finetune_card(cfg, out_dir, family, trainer.state, reports))
+            reports = {k: r.to_dict() if r is not None else None for k, r in reports.items()}
             (tmp / "finetune_data.json").write_text(json.dumps(reports, indent=2, ensure_ascii=False), encoding="utf-8")
             _publish(tmp, out_dir)
         except BaseException:
@@ -303,6 +320,44 @@ def finetune(config: FinetuneConfig | dict | str | os.PathLike, *, echo: Callabl
     return out_dir
 
 
+BUNDLED_HUB_IDS = {"tiny.en": "openai/whisper-tiny.en", "base": "openai/whisper-base"}
+"""The Hub models the bundled CTranslate2 models were converted from (``bundled:NAME``)."""
+
+
+def _finetune_card(cfg: FinetuneConfig, out_dir: Path, family: str, state, reports: dict):
+    """The model card of a fine-tune: base, steps and optimisation, data kept, and the best dev WER if any."""
+    base = BUNDLED_HUB_IDS.get(cfg.model.split(":", 1)[1], cfg.model) if cfg.model.startswith("bundled:") else cfg.model
+    how = (f"Fine-tuned ({family}) with `asr-analogy finetune` for {state.global_step} optimizer steps: learning rate "
+           f"{cfg.learning_rate:g} ({cfg.lr_scheduler}), batch {cfg.batch_size} × {cfg.grad_accum} accumulation per "
+           f"device, seed {cfg.seed}. The full config is in `finetune_config.yaml`, the data reports in "
+           f"`finetune_data.json`.\n\n- train: `{cfg.train_manifest}`: {reports['train'].summary()}")
+    wer = None
+    if reports["dev"] is not None:
+        how += f"\n- dev: `{cfg.dev_manifest}`: {reports['dev'].summary()}"
+        if state.best_metric is not None:
+            wer = [{"test set": f"dev ({Path(cfg.dev_manifest).name}), best checkpoint", "normalizer": cfg.wer_normalizer,
+                    "WER (%)": round(100 * float(state.best_metric), 2)}]
+    record = {"steps": state.global_step, "train_hours": round(reports["train"].kept_seconds / 3600, 3)}
+    return model_card(out_dir.name, relation="finetune", bases=[base], how=how, wer=wer, record=record)
+
+
+def _skip_log(ckpt_dir: Path, split: str) -> Path:
+    """Where the clips found unusable when read are logged (by every process and data-loader worker)."""
+    return ckpt_dir / "skipped_when_read" / f"{split}.jsonl"
+
+
+def _length_grouped_sampler(trainer, *args, **kwargs):
+    """``Trainer._get_train_sampler``: batches of similar durations (``speech.data.LengthGroupedSampler``)."""
+    from asr_analogy.speech.data import LengthGroupedSampler
+
+    return LengthGroupedSampler(trainer.train_dataset.durations, trainer.args.train_batch_size, seed=trainer.args.seed)
+
+
+def default_num_workers() -> int:
+    """Data-loader worker processes when the config leaves it open: one core stays for training, at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir: Path):
     import torch
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
@@ -311,6 +366,7 @@ def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir
     if (cfg.fp16 or cfg.bf16) and not cuda:
         log.warning("fp16/bf16 requested but no CUDA device is available; training in float32")
     has_dev = dev_ds is not None
+    workers = default_num_workers() if cfg.dataloader_num_workers is None else cfg.dataloader_num_workers
     kwargs: dict[str, Any] = dict(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=cfg.batch_size,
@@ -338,7 +394,8 @@ def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir
         greater_is_better=False if has_dev else None,
         remove_unused_columns=False,
         label_names=["labels"],
-        dataloader_num_workers=cfg.dataloader_num_workers,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,  # not forked again at every epoch and evaluation
         dataloader_pin_memory=cuda,
         use_cpu=not cuda,  # on CPU, several processes (torchrun) run as MULTI_CPU only with use_cpu
         report_to=[],
@@ -369,6 +426,11 @@ def _make_trainer(cfg: FinetuneConfig, setup: _Setup, train_ds, dev_ds, ckpt_dir
             generation_num_beams=cfg.generation_num_beams,
             **kwargs,
         )
-        return Seq2SeqTrainer(args=args, **common)
+        return _grouped(Seq2SeqTrainer)(args=args, **common)
     args = TrainingArguments(**kwargs)
-    return Trainer(args=args, preprocess_logits_for_metrics=setup.preprocess_logits, **common)
+    return _grouped(Trainer)(args=args, preprocess_logits_for_metrics=setup.preprocess_logits, **common)
+
+
+def _grouped(trainer_class: type) -> type:
+    """``trainer_class`` drawing its training batches from the length-grouped sampler."""
+    return type(trainer_class.__name__, (trainer_class,), {"_get_train_sampler": _length_grouped_sampler})

@@ -274,4 +274,7 @@ def equip(base: str | os.PathLike, gear: Sequence[str], out: str | os.PathLike, 
         "allow_other_base": True,  # checked above, against every entry (the base is hashed once)
         **({"parameters": params} if params else {}),
     }
-    return merge(config, out, force=force, progress=progress, **merge_kwargs)
+    note = "Equipped from the asr-analogy task-vector store: " + ", ".join(
+        f"`{entry['name']}` (weight {weight:g})" for entry, weight in chosen) + "."
+    return merge(config, out, force=force, progress=progress, card={"note": note, "tags": ["task-vector"]},
+                 **merge_kwargs)

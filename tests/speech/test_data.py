@@ -1,4 +1,5 @@
-"""Manifests → datasets: decoding (mono, 16 kHz), carried fields, and every skip path of the report."""
+"""Manifests → datasets: decoding (mono, 16 kHz), carried fields, every skip path of the report, memory that
+does not grow with the manifest, and length-grouped batches."""
 
 from __future__ import annotations
 
@@ -52,8 +53,11 @@ def corpus(tmp_path):
 
 def test_every_skip_reason_is_reported_and_the_good_clip_kept(corpus, tmp_path):
     manifest, expected = corpus
-    ds, report = load_manifest_dataset(manifest, progress=False)
-    assert len(ds) == 1 and ds[0]["text"] == "text of good.wav"
+    ds, loaded = load_manifest_dataset(manifest, progress=False)
+    # Loading decodes nothing: the silent clip is still in; reading it finds it and gives the next usable clip.
+    assert len(ds) == 2 and loaded.n_kept == 2 and "silent" not in loaded.counts
+    assert [ds[i]["text"] for i in range(2)] == ["text of good.wav", "text of good.wav"]
+    report = ds.final_report()
     assert report.n_total == 9 and report.n_kept == 1
     got = {s["index"]: s["reason"] for s in report.skipped}
     for index, (name, reason) in enumerate(expected.items()):
@@ -81,15 +85,16 @@ def test_decodes_to_mono_16k_float_and_keeps_fields(tmp_path):
     left = 0.4 * np.sin(2 * np.pi * 300 * t)
     sf.write(tmp_path / "st.wav", np.stack([left, np.zeros_like(left)], 1).astype(np.float32), sr)
     rec = {"audio_filepath": "st.wav", "text": " Press one. ", "domain": "ivr", "speaker": "allison",
-           "split": "train", "source": "real", "duration": 99.0, "extra": [1, 2]}
+           "split": "train", "source": "real", "duration": 0.75, "extra": [1, 2]}
     manifest = write_manifest([rec], tmp_path / "m.jsonl")  # relative path, resolved against the manifest
     ds, report = load_manifest_dataset(manifest, progress=False)
+    assert ds.durations.tolist() == [0.75]  # the manifest's duration, for batching
     row = ds[0]
     assert isinstance(row["audio"], np.ndarray) and row["audio"].dtype == np.float32
     assert row["audio"].shape == (8000,)
     peak = np.abs(row["audio"][500:-500]).max()
     assert peak == pytest.approx(0.2, abs=0.01)
-    assert row["duration"] == pytest.approx(0.5)  # measured from the audio, not the manifest's 99.0
+    assert row["duration"] == pytest.approx(0.5)  # measured from the audio, not the manifest's 0.75
     assert row["text"] == "Press one."
     assert (row["domain"], row["speaker"], row["split"], row["source"], row["voice"]) == (
         "ivr", "allison", "train", "real", None
@@ -112,10 +117,11 @@ def test_silence_threshold_is_configurable(tmp_path):
     # amplitude 0.001 sine: RMS 0.001/sqrt(2) -> -63.0 dBFS: silent at -60, kept at -70.
     write_wav(tmp_path / "quiet.wav", tone(1.0, amp=0.001))
     recs = [{"audio_filepath": str(tmp_path / "quiet.wav"), "text": "x"}]
+    ds, _ = load_manifest_dataset(recs, progress=False)
     with pytest.raises(ManifestError, match="1 silent"):
-        load_manifest_dataset(recs, progress=False)
+        ds[0]
     ds, _ = load_manifest_dataset(recs, silence_dbfs=-70.0, progress=False)
-    assert len(ds) == 1
+    assert ds[0]["text"] == "x"
 
 
 def test_all_skipped_is_a_clear_error(tmp_path):
@@ -124,7 +130,12 @@ def test_all_skipped_is_a_clear_error(tmp_path):
         [{"audio_filepath": "silent.wav", "text": "a"}, {"audio_filepath": "nope.wav", "text": "b"}],
         tmp_path / "m.jsonl",
     )
+    ds, _ = load_manifest_dataset(manifest, progress=False)
     with pytest.raises(ManifestError, match=r"no usable utterances in .*m\.jsonl: all 2 skipped \(1 missing, 1 silent\)"):
+        ds[0]
+    (tmp_path / "nope.wav").write_bytes(b"")
+    (tmp_path / "silent.wav").write_bytes(b"")
+    with pytest.raises(ManifestError, match=r"all 2 skipped \(2 empty_file\)"):
         load_manifest_dataset(manifest, progress=False)
 
 

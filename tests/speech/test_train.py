@@ -123,9 +123,18 @@ def test_whisper_finetune_best_checkpoint_reload_and_resume(chirps, whisper_base
 
     # The directory is plain transformers: model + processor + generation config; the base's special ids kept.
     assert not (out / "training_args.bin").exists()
-    assert {"config.json", "generation_config.json", "finetune_config.yaml", "finetune_data.json"} <= {
+    assert {"config.json", "generation_config.json", "finetune_config.yaml", "finetune_data.json", "README.md"} <= {
         p.name for p in out.iterdir()
     }
+    # Its model card: a fine-tune of the base (a local directory without a card: no Hub base_model), the best WER.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model_relation == "finetune" and card.data.base_model is None
+    assert card.data.library_name == "transformers" and card.data.to_dict()["asr_analogy"]["steps"] == 4
+    assert f"for 4 optimizer steps: learning rate 0.002 (linear), batch 4 × 1" in card.text
+    assert f"- `{whisper_base}`" in card.text and "train: `" in card.text and "kept 4 of 4 utterances" in card.text
+    assert f"| whisper_english | {round(100 * state['best_metric'], 2)} |" in card.text
     model = WhisperForConditionalGeneration.from_pretrained(out)
     processor = WhisperProcessor.from_pretrained(out)
     assert model.config.bos_token_id == 50257 and model.generation_config.decoder_start_token_id == 50257

@@ -40,6 +40,9 @@ def test_round_trip(tiny, tmp_path):
     for name in applied:
         assert torch.equal(equipped[name], applied[name]), name
     assert not torch.equal(equipped["enc.layers.0.w"], load_state_dict(tiny["base"])["enc.layers.0.w"])
+    equipped_card = ModelCard.load(tmp_path / "equipped" / "README.md")  # the equipped model's own card
+    assert equipped_card.data.base_model_relation == "merge" and "task-vector" in equipped_card.data.tags
+    assert "Equipped from the asr-analogy task-vector store: `voice-a` (weight 1)." in equipped_card.text
     # weights: base + 0.5 * va + 2 * vb
     gear.add("voice-b", tiny["vb"], store=store)
     two = load_state_dict(gear.equip(tiny["base"], ["voice-a:0.5", "voice-b:2"], tmp_path / "two", store=store,
