@@ -3,6 +3,7 @@ the compressed vector instead of the full one, on the IVR real test audio (clips
 
     python benchmarks/compression_fidelity.py [--work exp/diagnostics_study] [--exp exp/ivr_syn2real]
                                               [--domains voicemail,general] [--methods "int8;topk:0.1,int8;..."]
+    python benchmarks/compression_fidelity.py --music-seed exp/ivr_syn2real_music_evidence/seed0
 
 Vectors (read only; the compressed copies go to WORK/compressed/):
 
@@ -119,6 +120,58 @@ def fidelity(work: Path, exp: Path, domains: list[str], methods: list[str]) -> l
     return rows
 
 
+def music_fidelity(work: Path, seed_dir: Path, methods: list[str]) -> list[dict]:
+    """The syn2real vector of a music-condition run where it matters: theta_C_tts + lambda * tau with the lambda
+    the pseudo-target chose for C_tts (SEED_DIR/lambda/voicemail.json), on every real voicemail utterance of that
+    run (real speech under real hold music), full vector against each compressed one."""
+    from asr_analogy.io.atomic import atomic_file
+    from asr_analogy.io.manifest import read_manifest
+    from asr_analogy.merge import apply_vector
+    from asr_analogy.merge.compressed import compress
+    from asr_analogy.speech.transcribe import transcribe
+
+    sel = json.loads((seed_dir / "lambda" / f"{TARGET}.json").read_text())
+    scale = sel["variants"]["tts"]["single"]["scale"]
+    results = json.loads((seed_dir / "eval" / TARGET / "results.json").read_text())
+    c_tts = next(s for s in results["systems"] if s["system"] == "C_tts_syn2real")
+    jobs = [json.loads(p.read_text()) for p in (seed_dir / "models").glob("C_tts-*/job.json")]
+    (c_dir,) = [j["model_dir"] for j in jobs if any(TARGET in d for d in j["data"])]
+    index = json.loads((seed_dir / "vectors" / "index.json").read_text())
+    (vec_id,) = [k for k, e in index.items() if e["kind"] == "syn2real"]
+    vec = seed_dir / "vectors" / f"{vec_id}.safetensors"
+    recs = [r for r in read_manifest(seed_dir.parent / "data" / "real.jsonl") if r["domain"] == TARGET]
+    label = f"music-{seed_dir.name}"
+
+    def hyps(system: str, vector: Path) -> Path:
+        out = work / "hyps" / label / f"{system}.jsonl"
+        if not out.exists():
+            model = work / "merged" / label
+            apply_vector(c_dir, vector, model, scale=scale, force=True, allow_other_base=True, progress=False)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            transcribe(str(model), recs, out, batch_size=16, device="cpu", progress=False)
+            shutil.rmtree(model, ignore_errors=True)
+        return out
+
+    full = hyps("full", vec)
+    study.say(f"{label}: C_tts + {scale:g} tau on {len(recs)} voicemail utterances: WER {study.wer_pct(full):.2f} % "
+              f"(the recipe's C_tts_syn2real: {100 * c_tts['wer']:.2f} %)")
+    rows = []
+    for method in methods:
+        out = work / "compressed" / label / f"{method.replace(':', '_').replace(',', '+')}.safetensors"
+        res = compress(vec, out, method, force=True, progress=False)
+        h = hyps(out.stem, out)
+        row = {"vector": label, "scale": scale, "method": method, "share": res.share, "nbytes": res.nbytes,
+               "float32_nbytes": res.float32_nbytes, "rel_l2": relative_error(vec, out),
+               "tests": {TARGET: {"wer_full": study.wer_pct(full), "wer": study.wer_pct(h),
+                                  "delta": study.wer_pct(h) - study.wer_pct(full), "changed": changed_clips(full, h),
+                                  "n": len(recs)}}}
+        rows.append(row)
+        print_row(row)
+        with atomic_file(work / f"compression_{label}.json") as fh:
+            json.dump(rows, fh, indent=1)
+    return rows
+
+
 def print_row(row: dict) -> None:
     tests = "  ".join(f"{t}: {r['wer_full']:.1f} -> {r['wer']:.1f} ({r['delta']:+.1f}, {r['changed']}/{r['n']} changed)"
                       for t, r in row["tests"].items())
@@ -132,11 +185,16 @@ def main(argv=None) -> None:
     ap.add_argument("--exp", type=Path, default=study.ROOT / "exp" / "ivr_syn2real", help="the recipe's clean run")
     ap.add_argument("--domains", default="voicemail,general")
     ap.add_argument("--methods", default=";".join(METHODS), help="compression methods separated by ';'")
+    ap.add_argument("--music-seed", type=Path, default=None,
+                    help="a seed directory of the music_evidence run: only its syn2real vector on C_tts is tested")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
     methods = [m for m in args.methods.split(";") if m]
+    if args.music_seed is not None:
+        music_fidelity(args.work, args.music_seed, methods)
+        return
     fidelity(args.work, args.exp, [d for d in args.domains.split(",") if d], methods)
 
 

@@ -47,7 +47,7 @@ def test_deployed_rows_decode_the_exports_with_ctranslate2(e2e_run, tmp_path):
         assert (ct2_dir / "model.bin").is_file() and (ct2_dir / "tokenizer.json").is_file()
         hyps = read_manifest(out / "eval" / "alpha" / "hyps" / f"{name}_ct2_int8.jsonl")
         expected = transcribe(out / "final" / "alpha" / name, records, engine="ctranslate2", compute_type="int8",
-                              progress=False)
+                              max_new_tokens=cfg.evaluate.max_new_tokens, progress=False)
         assert [h["hypothesis"] for h in hyps] == [e["hypothesis"] for e in expected]
         metrics = json.loads((out / "eval" / "alpha" / "metrics" / f"{name}_ct2_int8.json").read_text())
         assert metrics["system"] == f"{name} (CT2 int8)" and metrics["wer"] == rows[metrics["system"]]
