@@ -32,7 +32,8 @@ def test_the_valid_config_passes(tmp_path, tiny_base, tiny_corpus):
                                     "(the models are fine-tuned on it)"),
     (["evaluate.test_split=dev", "synthesis.splits=[train, dev]"],
      "evaluate.test_split 'dev' would score the target on text it was trained on (its text is synthesized"),
-    (["lambda.select_splits=[train]"], "lambda.select_splits: 'train' is not a held-out split"),
+    (["lambda.select_splits=[train]", "lambda.holdout_from_sources=false"],
+     "lambda.select_splits: 'train' is not a held-out split"),
     (["lambda.select_splits=[dev, training]"], "lambda.select_splits: 'training' is not a held-out split"),
     (["evaluate.test_split=tset"], "evaluate.test_split: unknown split 'tset'"),
     (["domains.targets=[nosuch]"], "domains.targets ['nosuch'] not in the corpus (domains: alpha, beta, delta, gamma)"),
@@ -49,6 +50,13 @@ def test_leaky_or_unknown_settings_are_refused_by_the_dry_run(tmp_path, tiny_bas
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_pseudo_target_train_audio_may_select_only_when_no_model_trains_on_it(tmp_path, tiny_base, tiny_corpus):
+    # held out of the sources (the default), the pseudo-target's real train audio is trained on by nothing
+    result = _dry_run(tmp_path, tiny_base, tiny_corpus, "lambda.select_splits=[train, dev, test]")
+    assert result.exit_code == 0, result.output
+    assert "by WER on its real train/dev/test audio (held out of the sources too)" in result.output
 
 
 def test_a_fixed_domain_preparer_is_checked_before_preparing(tmp_path, tiny_base):
