@@ -120,19 +120,18 @@ def choose_lambda(config: ExampleConfig, base: Path, store: Path, scores: Scores
     domains, forget, keep = list(config.domains), config.forget, config.keep
     grid = config.lambdas
     base_dev = scores.get("base", base, "dev")
-    both, negate = {}, {}
-    for lam in grid.both:
-        name = f"dev:both:{lam:g}"
+
+    def dev_scores(kind: str, gear: list[str], lam: float) -> dict:
+        name, sweep = f"dev:{kind}:{lam:g}", work / "sweep"
         if name not in scores.data:
-            _equip(base, domains, work / "sweep", store, lam)
-        both[lam] = scores.get(name, work / "sweep", "dev")
-        shutil.rmtree(work / "sweep", ignore_errors=True)
-    for lam in grid.forget:
-        name = f"dev:forget:{lam:g}"
-        if name not in scores.data:
-            _equip(base, [f"{forget}:-1"], work / "sweep", store, lam)
-        negate[lam] = scores.get(name, work / "sweep", "dev")
-        shutil.rmtree(work / "sweep", ignore_errors=True)
+            shutil.rmtree(sweep, ignore_errors=True)  # a model left by an interrupted run may hold another lambda
+            _equip(base, gear, sweep, store, lam)
+        got = scores.get(name, sweep, "dev")
+        shutil.rmtree(sweep, ignore_errors=True)
+        return got
+
+    both = {lam: dev_scores("both", domains, lam) for lam in grid.both}
+    negate = {lam: dev_scores("forget", [f"{forget}:-1"], lam) for lam in grid.forget}
     lam_both = min(both, key=lambda lam: sum(both[lam][d]["nll_per_token"] for d in domains))
     limit = (1 + grid.keep_tolerance) * base_dev[keep]["perplexity"]
     allowed = [lam for lam in grid.forget if negate[lam][keep]["perplexity"] <= limit]
