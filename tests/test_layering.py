@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RANK = {"__init__": 0, "errors": 0, "io": 0, "ops": 1, "merge": 2, "speech": 3, "store": 3, "analogy": 4, "cli": 5, "__main__": 6}
+RANK = {"__init__": 0, "errors": 0, "io": 0, "ops": 1, "merge": 2, "speech": 3, "store": 3, "textlm": 3, "analogy": 4, "cli": 5, "__main__": 6}
 """asr_analogy layer → rank: a module may import layers of equal or lower rank (``__init__``: the package root)."""
 DATA_PREP = "data_prep"
 DATA_PREP_USES = {"errors", "io"}
