@@ -9,8 +9,10 @@ from importlib import import_module
 
 _PUBLIC = {
     "add": "gear", "list_entries": "gear", "show": "gear", "verify": "gear", "equip": "gear", "rm": "gear",
-    "store_dir": "gear", "diagnose": "diagnose",
+    "store_dir": "gear",
 }
+# ``diagnose`` is not re-exported here: the submodule of that name would shadow the function once imported;
+# use ``from asr_analogy.store.diagnose import diagnose``.
 
 __all__ = sorted(_PUBLIC)
 

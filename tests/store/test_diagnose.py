@@ -52,3 +52,11 @@ def test_vectors_of_different_models_are_refused(tmp_path):
     vb = TaskVector({"v": t(1.0, 2.0)}).save(tmp_path / "b.safetensors")
     with pytest.raises(MergeError, match="hold different tensors"):
         diagnose([va, vb], progress=False)
+
+
+def test_the_package_name_diagnose_is_always_the_submodule():
+    import asr_analogy.store as store
+    import asr_analogy.store.diagnose as module
+
+    assert store.diagnose is module and callable(module.diagnose)
+    assert "diagnose" not in store.__all__
