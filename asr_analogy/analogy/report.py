@@ -70,6 +70,15 @@ def target_results(ctx, target_plan) -> dict:
             "n_words": m.get("n_ref_words"), "n_word_errors": m.get("n_word_errors"),
             "hyps": f"hyps/{sysd['system']}.jsonl",
         })
+    for name in ("syn2real", "ensemble"):  # the exported systems decoded as deployed (evaluate.deployed)
+        key = f"{name}_ct2_{ev.deployed}"
+        path = ctx.out / "eval" / t / "metrics" / f"{key}.json"
+        if ev.deployed and path.is_file():
+            m = read_json(path)
+            systems.append({"system": key, "label": m["label"], "lambda": None, "wer": m["wer"], "cer": m["cer"],
+                            "wer_ci95": m.get("wer_ci95"), "n_utterances": m.get("n_utterances"),
+                            "n_words": m.get("n_ref_words"), "n_word_errors": m.get("n_word_errors"),
+                            "hyps": f"hyps/{key}.jsonl"})
     wc = next((s["wer"] for s in systems if s["system"] == "C"), None)
     paired = paired_versus({t: {s["system"]: hyps_path(ctx.out, t, s["system"]) for s in systems}},
                            normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed, skip=_other_utterances(cfg))

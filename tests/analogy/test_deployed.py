@@ -52,6 +52,13 @@ def test_deployed_rows_decode_the_exports_with_ctranslate2(e2e_run, tmp_path):
         metrics = json.loads((out / "eval" / "alpha" / "metrics" / f"{name}_ct2_int8.json").read_text())
         assert metrics["system"] == f"{name} (CT2 int8)" and metrics["wer"] == rows[metrics["system"]]
         assert metrics["n_utterances"] == 3
+    # the rows join the target's table, with their paired difference to the system they deploy
+    from asr_analogy.analogy.report import target_results
+
+    table = {s["system"]: s for s in target_results(ctx, target_plan)["systems"]}
+    assert table["syn2real_ct2_int8"]["label"] == "syn2real (CT2 int8)"
+    assert table["syn2real_ct2_int8"]["wer"] == rows["syn2real (CT2 int8)"]
+    assert "vs_C" in table["syn2real_ct2_int8"]["paired"]
     # A second call finds both rows cached: nothing is decoded again.
     messages.clear()
     assert score_deployed(ctx, target_plan, records) == rows and messages == []

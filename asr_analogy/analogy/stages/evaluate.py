@@ -94,13 +94,13 @@ def run(ctx: RecipeContext) -> dict:
         summary[target] = {s["system"]: _score_system(ctx, target, s, held_out if s["system"] == "upper_bound"
                                                       else recs)["wer"]
                            for s in target_systems(ctx, target_plan)}
-        write_json(ctx.out / "eval" / target / "results.json", target_results(ctx, target_plan))
         if ev.lambda_curve:
             _test_curve(ctx, target_plan, held_out)
         if ev.export_models:
             export_models(ctx, target_plan)
         if ev.deployed:
             summary[target].update(score_deployed(ctx, target_plan, recs))
+        write_json(ctx.out / "eval" / target / "results.json", target_results(ctx, target_plan))
     return summary
 
 
