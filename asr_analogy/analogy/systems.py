@@ -17,8 +17,6 @@ every C and option: the method's pick, made without target real audio), and the 
 
 from __future__ import annotations
 
-from asr_analogy.ops.param_groups import describe_scale
-
 from asr_analogy.analogy.config import RecipeConfig
 from asr_analogy.analogy.options import option_slug
 from asr_analogy.analogy.plan import Suite
@@ -123,6 +121,3 @@ def systems_for(cfg: RecipeConfig, suite: Suite, selection: dict, vector_ids: di
                     "lambda": selection["oracle"]["value"]})
     return out
 
-
-def describe_lambda(scale) -> str:
-    return describe_scale(scale)
