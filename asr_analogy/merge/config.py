@@ -44,23 +44,7 @@ Extensions (not in mergekit)::
       method: ties                  # task_arithmetic (mean of the pair vectors) ties dare_linear ...
       density: 0.5
 
-Task vectors as inputs (methods that combine deltas: task_arithmetic, ties, dare_linear, dare_ties,
-magnitude_prune, breadcrumbs, breadcrumbs_ties). An entry ``vector: PATH`` names a task-vector file
-(``merge.task_vector``'s format, e.g. from ``asr-analogy vector``); its tensors are that term's delta as they
-are, nothing is subtracted::
-
-    merge_method: ties
-    models:                         # no base_model: the output is a task-vector file, the combined deltas
-      - vector: vectors/voice-a.safetensors
-      - vector: vectors/voice-b.safetensors
-    parameters: {density: 0.5}
-
-With ``base_model`` (vector and model entries may be mixed) the output is the model base + lambda * combine(...).
-Every vector's recorded base fingerprint must agree with the other vectors' and with the base's; a mismatch is
-an error unless ``allow_other_base: true`` (then the output vector records no base when they disagree). A
-vector holds every floating-point tensor of the base (its other tensors are copied from the base). Output
-of vectors only: metadata ``asr_analogy_kind=task_vector`` with provenance ``{"kind": "merge", "method": ...,
-"inputs": [...]}``, written as one ``.safetensors`` file when ``out`` ends so, else as a directory.
+Task vectors as inputs (``vector: PATH`` entries): see ``merge.vector_format``.
 
 Unknown keys are errors that name the key and the file; mergekit features this toolkit does not implement
 (``slices``, ``modules``, ``tokenizer``, ``tokenizer_source`` other than ``base``, ``chat_template``, LoRA
@@ -81,6 +65,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from asr_analogy.errors import CheckpointError, ConfigError
 from asr_analogy.io.yaml_file import load_yaml
 from asr_analogy.merge.methods import METHODS
+from asr_analogy.ops.param_groups import check_group_scale
 
 Scalar = Union[bool, int, float, str]
 ScalarOrGradient = Union[Scalar, list[Scalar]]
@@ -187,9 +172,7 @@ class AnalogySpec(_Strict):
     b: str | None = None
     pairs: list[Pair] | None = None
     lambda_: float = Field(1.0, alias="lambda")
-    # a λ per parameter group instead (asr_analogy.ops.param_groups): {scheme: encdec, values: {encoder: 0.6,
-    # decoder: 0.2}} or scheme layers (encoder_low, encoder_high, decoder); `overrides` still win over it
-    lambda_groups: dict | None = None
+    lambda_groups: dict | None = None  # a λ per parameter group instead; `overrides` still win over it
     method: str = "task_arithmetic"
     density: float | None = None
     gamma: float | None = None
@@ -200,16 +183,10 @@ class AnalogySpec(_Strict):
     @field_validator("lambda_groups")
     @classmethod
     def _groups(cls, v):
-        if v is not None:
-            from asr_analogy.ops.param_groups import check_scale
-
-            if not isinstance(v, dict) or "scheme" not in v:
-                raise ValueError("lambda_groups needs scheme (encdec or layers) and values {group: λ}")
-            try:
-                check_scale(v)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        try:
+            return v if v is None else check_group_scale(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _pairs(self):

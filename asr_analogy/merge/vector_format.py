@@ -1,6 +1,24 @@
 """The metadata of the task-vector file format (keys in ``merge.task_vector``'s docstring): writing it,
 reading it back, and checking that several vectors (and a base) belong together.
 
+Task vectors as inputs (methods that combine deltas: task_arithmetic, ties, dare_linear, dare_ties,
+magnitude_prune, breadcrumbs, breadcrumbs_ties). An entry ``vector: PATH`` names a task-vector file
+(``merge.task_vector``'s format, e.g. from ``asr-analogy vector``); its tensors are that term's delta as they
+are, nothing is subtracted::
+
+    merge_method: ties
+    models:                         # no base_model: the output is a task-vector file, the combined deltas
+      - vector: vectors/voice-a.safetensors
+      - vector: vectors/voice-b.safetensors
+    parameters: {density: 0.5}
+
+With ``base_model`` (vector and model entries may be mixed) the output is the model base + lambda * combine(...).
+Every vector's recorded base fingerprint must agree with the other vectors' and with the base's; a mismatch is
+an error unless ``allow_other_base: true`` (then the output vector records no base when they disagree). A
+vector holds every floating-point tensor of the base (its other tensors are copied from the base). Output
+of vectors only: metadata ``asr_analogy_kind=task_vector`` with provenance ``{"kind": "merge", "method": ...,
+"inputs": [...]}``, written as one ``.safetensors`` file when ``out`` ends so, else as a directory.
+
 Kept apart from ``merge.task_vector`` so that the merge plan, which reads task-vector files as merge inputs,
 and ``merge.task_vector``, which uses the plan's checks, import it without importing each other.
 """

@@ -77,6 +77,16 @@ def check_scale(scale) -> None:
         raise ConfigError(f"every scale must be a finite number, got {bad[0]!r}")
 
 
+def check_group_scale(scale):
+    """``scale`` itself when it is a per-group scale (``{"scheme", "values"}`` of a known scheme, every group a
+    finite number); ``ConfigError`` otherwise, a plain number included."""
+    if not isinstance(scale, Mapping) or "scheme" not in scale:
+        raise ConfigError(f"a per-group scale needs scheme ({', '.join(SCHEMES)}) and values {{group: λ}}, "
+                          f"got {scale!r}")
+    check_scale(scale)
+    return scale
+
+
 def canonical(scale):
     """A number for a number or a per-group scale whose groups agree; else ``{"scheme", "values"}`` with the
     values in the scheme's group order (so equal scales are equal dicts and serialize alike)."""

@@ -55,3 +55,13 @@ def test_canonical_collapses_equal_groups_and_orders_values():
 def test_bad_scales_are_refused(bad):
     with pytest.raises(ConfigError):
         canonical(bad)
+
+
+def test_a_group_scale_must_name_its_scheme():
+    from asr_analogy.ops.param_groups import check_group_scale
+
+    good = {"scheme": "encdec", "values": {"encoder": 0.5, "decoder": 0.2}}
+    assert check_group_scale(good) is good
+    for bad in (0.5, {"values": {"encoder": 0.5}}, {"scheme": "encdec", "values": {"encoder": 0.5}}):
+        with pytest.raises(ConfigError):
+            check_group_scale(bad)
