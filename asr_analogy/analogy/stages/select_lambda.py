@@ -51,20 +51,16 @@ def sweep(ctx: RecipeContext, c_key: str, vector_id: str, records: list[dict], l
     return cached_result(ctx.out / "lambda" / "sweeps" / f"{key}.json", None, compute)
 
 
-def _pseudo_target_curves(ctx: RecipeContext, access: DataAccess, target_plan: TargetPlan) -> tuple[list, list]:
-    """The curves of every pseudo-target of a target: ``(syn2real curves, ensemble curves)``."""
-    lam = ctx.cfg.lambda_
+def _pseudo_target_curves(ctx: RecipeContext, pseudo_recs: list[tuple], target: str) -> tuple[list, list]:
+    """The curves of every pseudo-target of a target: ``(syn2real curves, ensemble curves)``; ``pseudo_recs``
+    from ``_pseudo_records``."""
     curves, ensemble_curves = [], []
-    for pseudo in target_plan.pseudo:
-        recs = access.records(ctx.real_manifest, consumer=f"select_lambda/pseudo_target[{pseudo.target}]",
-                              purpose="decode", domains=[pseudo.target], splits=lam.select_splits)
-        if not recs:
-            raise ConfigError(f"pseudo-target '{pseudo.target}' has no real utterances in {lam.select_splits}")
+    for pseudo, recs in pseudo_recs:
         ids = ctx.suite_vectors(pseudo)
-        ctx.echo(f"[select_lambda] {target_plan.target}: pseudo-target {pseudo.target} ({len(recs)} utterances)")
+        ctx.echo(f"[select_lambda] {target}: pseudo-target {pseudo.target} ({len(recs)} utterances)")
         curves.append(sweep(ctx, pseudo.C, ids["syn2real"], recs, f"pseudo-target {pseudo.target}"))
         if ids["ensemble"]:
-            ctx.echo(f"[select_lambda] {target_plan.target}: pseudo-target {pseudo.target}, ensemble vector")
+            ctx.echo(f"[select_lambda] {target}: pseudo-target {pseudo.target}, ensemble vector")
             ensemble_curves.append(sweep(ctx, pseudo.C, ids["ensemble"], recs,
                                          f"pseudo-target {pseudo.target} (ensemble)"))
     return curves, ensemble_curves
@@ -148,9 +144,10 @@ def select_for_target(ctx: RecipeContext, access: DataAccess, target_plan: Targe
     target = target_plan.target
     result: dict = {"target": target, "mode": lam.mode}
     vector_ids = ctx.suite_vectors(target_plan.main)
-    curves, ensemble_curves = [], []
+    curves, ensemble_curves, pseudo_recs = [], [], []
     if lam.mode == "pseudo_target":
-        curves, ensemble_curves = _pseudo_target_curves(ctx, access, target_plan)
+        pseudo_recs = _pseudo_records(ctx, access, target_plan)
+        curves, ensemble_curves = _pseudo_target_curves(ctx, pseudo_recs, target)
         result.update(curves=curves, mean_curve=mean_curve(curves))
         if ensemble_curves:
             result["ensemble_curves"] = ensemble_curves
@@ -176,7 +173,6 @@ def select_for_target(ctx: RecipeContext, access: DataAccess, target_plan: Targe
     result.update(value=value, value_ensemble=value_ensemble, how=how)
     cfg = ctx.cfg
     if lam.mode == "pseudo_target" and (len(cfg.finetune.c_variants) > 1 or lam.search):
-        pseudo_recs = _pseudo_records(ctx, access, target_plan)
         result["variants"] = {v: _variant_choices(ctx, pseudo_recs, v, target) for v in cfg.finetune.c_variants}
         result["best"] = _best(ctx, result["variants"])
         b = result["best"]
