@@ -14,8 +14,9 @@ class Payload:
     """Stands for an arbitrary pickled object."""
 
 
-def test_torch_load_is_asked_for_cpu_weights_memory_mapped(tmp_path, monkeypatch):
-    torch.save({"w": torch.arange(3.0)}, tmp_path / "pytorch_model.bin")
+@pytest.fixture
+def load_calls(monkeypatch):
+    """The keyword arguments of every torch.load call (the real torch.load still loads)."""
     calls = []
     real = torch.load
 
@@ -24,24 +25,21 @@ def test_torch_load_is_asked_for_cpu_weights_memory_mapped(tmp_path, monkeypatch
         return real(file, **kw)
 
     monkeypatch.setattr(torch, "load", spy)
+    return calls
+
+
+def test_torch_load_is_asked_for_cpu_weights_memory_mapped(tmp_path, load_calls):
+    torch.save({"w": torch.arange(3.0)}, tmp_path / "pytorch_model.bin")
     with CheckpointReader(tmp_path) as r:
         assert torch.equal(r.get("w"), torch.arange(3.0))
-    assert calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
+    assert load_calls == [{"map_location": "cpu", "weights_only": True, "mmap": True}]
 
 
-def test_legacy_torch_files_are_read_without_mmap(tmp_path, monkeypatch):
+def test_legacy_torch_files_are_read_without_mmap(tmp_path, load_calls):
     torch.save({"w": torch.arange(4.0)}, tmp_path / "pytorch_model.bin", _use_new_zipfile_serialization=False)
-    calls = []
-    real = torch.load
-
-    def spy(file, **kw):
-        calls.append(kw)
-        return real(file, **kw)
-
-    monkeypatch.setattr(torch, "load", spy)
     with CheckpointReader(tmp_path) as r:
         assert torch.equal(r.get("w"), torch.arange(4.0))
-    assert calls[-1] == {"map_location": "cpu", "weights_only": True}
+    assert load_calls[-1] == {"map_location": "cpu", "weights_only": True}
 
 
 def test_legacy_files_with_pickled_objects_are_refused(tmp_path):
