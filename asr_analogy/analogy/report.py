@@ -21,7 +21,7 @@ from asr_analogy.speech.degrade import describe_condition
 from asr_analogy.analogy.cache import read_json
 from asr_analogy.ops.param_groups import describe_scale
 
-from asr_analogy.analogy.systems import systems_for, table_order
+from asr_analogy.analogy.systems import REFERENCES, systems_for, table_order
 
 
 PAIRED_REFERENCES = ("C", "base", "C_tts", "C_paper", "C_multi")
@@ -229,17 +229,33 @@ def own_c(name: str) -> str:
     return "C"
 
 
+def reference_of(name: str, entry: dict) -> str | None:
+    """The system a row of the plain-text table is compared with: the base model for a C itself, the C it
+    adds its vector to for a syn2real system (for ``best``, the C it picked), none for the base model and the
+    references (upper bound, oracle)."""
+    if name == "base" or name in REFERENCES:
+        return None
+    if name == "C" or (name.startswith("C_") and "syn2real" not in name):
+        return "base"
+    if name == "best" and entry.get("best"):
+        picked = f"C_{entry['best']['variant']}"
+        return picked if any(s["system"] == picked for s in entry["systems"]) else "C"
+    return own_c(name)
+
+
 def result_table(results: dict) -> str:
     """A plain-text table of every target and system (WER/CER in percent), each system's paired difference
-    versus the C it starts from, then the pooled paired differences of the syn2real systems versus every C."""
+    versus its reference (``reference_of``: a C versus the base model, a syn2real system versus the C it
+    starts from), then the pooled paired differences of the syn2real systems versus every C."""
     lines = [f"{'target':<14} {'system':<48} {'λ':>9} {'WER %':>7} {'95 % CI':>11} {'CER %':>7} "
-             f"{'Δ vs its C, pp [95 % CI]':>26}"]
+             f"{'Δ pp [95 % CI] vs reference':>36}"]
     for t, e in results["targets"].items():
         for s, lam, ci_s, rel in _rows(e, results.get("order")):
-            ref = own_c(s["system"])
-            delta = delta_text(s.get("paired", {}).get(f"vs_{ref}")) if s["system"] not in (ref, "base") else ""
+            ref = reference_of(s["system"], e)
+            delta = delta_text(s.get("paired", {}).get(f"vs_{ref}")) if ref else ""
+            delta = f"{delta} vs {ref}" if delta else ""
             lines.append(f"{t:<14} {s['label'][:48]:<48} {lam[:9]:>9} {_pct(s['wer']):>7} {ci_s:>11} "
-                         f"{_pct(s['cer']):>7} {delta:>26}")
+                         f"{_pct(s['cer']):>7} {delta:>36}")
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
     labels = {s["system"]: s["label"] for e in results["targets"].values() for s in e["systems"]}
     for name in _ordered(results.get("pooled", {}), results.get("order")):

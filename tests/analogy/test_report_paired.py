@@ -73,3 +73,31 @@ def test_the_paired_difference_moves_with_the_hypotheses(e2e_run, tmp_path):
     words = json.loads((exp / "eval" / "alpha" / "results.json").read_text())["systems"][0]["n_words"]
     err0 = evaluate(c[:1], normalizer="whisper_english", by=None, bootstrap=0)["n_word_errors"]
     assert p["diff_pp"] == pytest.approx(-100 * err0 / words)
+
+
+def _paired(diff: float) -> dict:
+    return {"diff_pp": diff, "diff_ci_pp": [diff - 1.0, diff + 1.0]}
+
+
+def test_plain_table_compares_each_row_with_its_own_reference():
+    from asr_analogy.analogy.report import result_table
+
+    rows = [("base", None), ("C", {"vs_base": _paired(-1.0), "vs_C_tts": _paired(-9.0)}),
+            ("syn2real", {"vs_C": _paired(-2.0), "vs_base": _paired(-9.0)}),
+            ("C_tts", {"vs_base": _paired(-3.0), "vs_C": _paired(-9.0)}),
+            ("C_tts_syn2real_topk0.2", {"vs_C_tts": _paired(-4.0), "vs_C": _paired(-9.0)}),
+            ("best", {"vs_C_tts": _paired(-5.0), "vs_C": _paired(-9.0)}),
+            ("upper_bound", {"vs_C": _paired(-9.0)})]
+    systems = [{"system": n, "label": n, "lambda": None, "wer": 0.1, "cer": 0.05, "paired": p or {}}
+               for n, p in rows]
+    results = {"targets": {"voicemail": {"systems": systems, "lambda": {"how": "pseudo-target"},
+                                         "best": {"variant": "tts", "option": "topk:0.2", "scale": 0.4}}},
+               "order": [n for n, _ in rows], "pooled": {}, "normalizer": "whisper_english"}
+    table = {line.split()[1]: line for line in result_table(results).splitlines()[1:] if line.startswith("voicemail")}
+    assert table["base"].rstrip().endswith("5.00") and "vs" not in table["base"]
+    assert table["C"].endswith("-1.00 [-2.00, +0.00] vs base")
+    assert table["syn2real"].endswith("-2.00 [-3.00, -1.00] vs C")
+    assert table["C_tts"].endswith("-3.00 [-4.00, -2.00] vs base")
+    assert table["C_tts_syn2real_topk0.2"].endswith("-4.00 [-5.00, -3.00] vs C_tts")
+    assert table["best"].endswith("-5.00 [-6.00, -4.00] vs C_tts")  # the C it picked
+    assert "vs" not in table["upper_bound"]
