@@ -8,6 +8,7 @@ with a reason in ``tools/mutation_equivalent.txt`` and left out of the score.
 
     python tools/mutation.py                            # every module in SCOPES (long)
     python tools/mutation.py --scope asr_analogy/ops    # one area (a few minutes)
+    python tools/mutation.py --scope asr_analogy/merge/compressed.py   # one file, with its package's tests
 
 Writes ``exp/mutation/report.md``: the score (killed / (mutants - equivalent)), the run time, the count per
 status and the diff of every surviving mutant. mutmut's own files stay in ``exp/mutation/work``.
@@ -67,6 +68,9 @@ def tests_for(scope: list[str]) -> list[str]:
     found: list[str] = []
     for module in scope:
         patterns = SCOPES.get(module.rstrip("/"))
+        if patterns is None:  # a file inside a package of SCOPES: that package's tests
+            parents = [k for k in SCOPES if module.startswith(k + "/")]
+            patterns = SCOPES[max(parents, key=len)] if parents else None
         if patterns is None:
             raise SystemExit(f"no tests are known for {module}; add it to SCOPES in {Path(__file__).name}")
         for pattern in patterns:
