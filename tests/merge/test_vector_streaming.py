@@ -77,6 +77,7 @@ def test_vector_names_the_finetuned_model_and_the_base_it_does_not_match(models,
         vector(short, models["base"], tmp_path / "tau.safetensors", progress=False)
     assert str(err.value) == (f"model {short} has no tensor 'layer.count', which base {models['base']} has "
                               "(1 tensor(s) missing)")
+    assert not (tmp_path / "tau.safetensors").exists()
 
 
 def test_vector_names_the_input_holding_nan(models, tmp_path):
@@ -191,6 +192,7 @@ def test_apply_vector_refusals_name_vector_base_tensor_and_shapes(models, tmp_pa
     with pytest.raises(MergeError) as err:
         apply_vector(base, short, tmp_path / "out", progress=False)
     assert str(err.value) == f"tensor 'layer.w': shape [3] in vector {short} but [4] in base {base}"
+    assert not (tmp_path / "out").exists()
 
 
 def test_apply_vector_without_a_recorded_base_applies_anywhere(models, tmp_path):
