@@ -184,3 +184,18 @@ def test_a_tensor_whose_part_is_missing_fails_alone(vector, tmp_path):
         with pytest.raises(CheckpointError, match="layers.2.b/data"):
             r.get("layers.2.b")
         assert r.get("layers.10.w").tolist() == [[127.0, -63.0], [1.0, 0.0]]
+
+
+def test_open_reader_reads_the_file_header_once(vector, tmp_path, monkeypatch):
+    path = _compress(vector, tmp_path / "c.safetensors").path
+    opened = []
+
+    class Counting(CheckpointReader):
+        def __init__(self, *args, **kw):
+            opened.append(args[0])
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(compressed, "CheckpointReader", Counting)
+    with open_reader(path) as r:
+        assert isinstance(r, ExpandingReader) and r.get("layers.10.w").shape == (2, 2)
+    assert opened == [path]  # the reader that recognised the file is the one that expands it
