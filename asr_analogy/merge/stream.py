@@ -133,6 +133,7 @@ class Streamer:
     def check(self, x: torch.Tensor, inputs: Sequence[Input], name: str, s: int, e: int) -> None:
         """Raise ``MergeError`` when ``x`` (computed from ``inputs``' chunk s:e) is not finite: naming the input
         that holds NaN/Inf, or saying the result overflowed."""
+        self._checked = name  # the tensor ``emit`` names if its cast to a narrower dtype overflows
         if self.is_finite(x):
             return
         self.find_nonfinite(inputs, name, s, e)
@@ -167,13 +168,17 @@ class Streamer:
     def emit(self, x: torch.Tensor, out_dtype: torch.dtype, stable: bool = False) -> torch.Tensor:
         """``x`` as ``out_dtype`` on the CPU in a buffer that stays valid while the writer catches up:
         ``x`` itself when ``stable`` (a ring buffer or a view of an input file) and no cast is needed,
-        else a copy in the next ring buffer."""
+        else a copy in the next ring buffer. ``x`` has passed ``check``; a cast to a narrower floating dtype
+        (float32 sums of float16 models) can still overflow it, and is refused (``MergeError`` naming the
+        tensor last checked) rather than written as Inf."""
         if stable and x.dtype == out_dtype and x.device.type == "cpu":
             return x
         ring = self.ring(x.numel(), out_dtype)
-        if ring.device.type != "cpu":
-            return x.to(out_dtype).cpu()
-        return ring.copy_(x)
+        y = x.to(out_dtype).cpu() if ring.device.type != "cpu" else ring.copy_(x)
+        if out_dtype.is_floating_point and out_dtype.itemsize < x.dtype.itemsize and not self.is_finite(y):
+            name = getattr(self, "_checked", None)
+            raise MergeError(f"tensor {name!r}: merged values overflow {out_dtype} (inputs are finite)")
+        return y
 
     def copy(self, name: str, src: Input, out_dtype: torch.dtype) -> Iterator[torch.Tensor]:
         """``src``'s tensor unchanged (cast to ``out_dtype``), checked for NaN/Inf."""

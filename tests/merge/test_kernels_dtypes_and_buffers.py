@@ -130,3 +130,15 @@ def test_slerp_reads_each_model_into_one_buffer_over_both_passes(tmp_path, monke
     seen = _load_buffers(monkeypatch)
     _merge(tmp_path, _slerp(ms, 0.3))
     assert [len(seen[ms[k]]) for k in ("x", "y")] == [1, 1] and seen[ms["x"]] != seen[ms["y"]]
+
+
+def test_float16_models_whose_float32_sum_overflows_float16_are_refused(tmp_path):
+    # stored float16, no compute dtype: summed in float32, written back as float16; 40000 + 30000 = 70000 > 65504
+    ms = _models(tmp_path, torch.float16, x=[1.0, 1.0, 1.0, 40000.0], y=[1.0, 1.0, 1.0, 30000.0])
+    with pytest.raises(MergeError) as info:
+        _merge(tmp_path, _linear(ms, {"x": 1.0, "y": 1.0}, normalize=False))
+    assert str(info.value) == "tensor 'w': merged values overflow torch.float16 (inputs are finite)"
+    assert not (tmp_path / "out").exists()
+    ms = _models(tmp_path, torch.float16, x=[1.0, 1.0, 1.0, 40000.0], y=[1.0, 1.0, 1.0, 20000.0])  # 60000 fits
+    assert torch.equal(_merge(tmp_path, _linear(ms, {"x": 1.0, "y": 1.0}, normalize=False)),
+                       T([2.0, 2.0, 2.0, 60000.0], dtype=torch.float16))
