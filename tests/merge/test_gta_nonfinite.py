@@ -1,0 +1,40 @@
+"""Non-finite inputs to the generalized task-arithmetic kernel: the input named, where a sign election
+would hide the value and where chunks decide which NaN is met first; exact messages."""
+
+import pytest
+import torch
+
+from asr_analogy.errors import MergeError
+from asr_analogy.merge import merge
+
+from .conftest import write_model
+
+T = torch.tensor
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("density", [1.0, 0.5])
+def test_ties_names_the_input_whose_nan_is_met_first_chunk_by_chunk(tmp_path, density):
+    # a holds a NaN at flat index 3 (second chunk), b at index 1 (first chunk): b's is met first. At density
+    # 1 the check of the deltas meets it, at 0.5 the pass that finds the magnitude cuts.
+    a = [2.0, 1.0, 1.0, NAN]
+    b = [1.0, NAN, 1.0, 1.0]
+    ms = {k: write_model(tmp_path / k, {"w": T(v)}) for k, v in (("base", [1.0] * 4), ("a", a), ("b", b))}
+    cfg = {"merge_method": "ties", "base_model": str(ms["base"]),
+           "models": [{"model": str(ms[k]), "parameters": {"density": density}} for k in ("a", "b")]}
+    with pytest.raises(MergeError) as err:
+        merge(cfg, tmp_path / "out", progress=False, chunk_elements=2)
+    assert str(err.value) == f"model {ms['b']}: tensor 'w' contains NaN (first at flat index 1)"
+
+
+def test_an_inf_outvoted_by_the_count_election_is_still_refused(tmp_path):
+    # entry 1: a's delta is -inf, b's and c's are +1: the count election gives +, so a's -inf disagrees and
+    # would be left out of the merge (a finite output); the deltas' own check names it
+    base = [1.0, 1.0, 1.0]
+    ms = {k: write_model(tmp_path / k, {"w": T(v)})
+          for k, v in (("base", base), ("a", [2.0, -INF, 1.0]), ("b", [2.0, 2.0, 1.0]), ("c", [0.0, 2.0, 1.0]))}
+    cfg = {"merge_method": "ties", "base_model": str(ms["base"]), "parameters": {"consensus": "count"},
+           "models": [{"model": str(ms[k])} for k in ("a", "b", "c")]}
+    with pytest.raises(MergeError) as err:
+        merge(cfg, tmp_path / "out", progress=False)
+    assert str(err.value) == f"model {ms['a']}: tensor 'w' contains Inf (first at flat index 1)"
