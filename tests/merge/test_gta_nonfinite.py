@@ -13,14 +13,15 @@ T = torch.tensor
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.mark.parametrize("density", [1.0, 0.5])
-def test_ties_names_the_input_whose_nan_is_met_first_chunk_by_chunk(tmp_path, density):
-    # a holds a NaN at flat index 3 (second chunk), b at index 1 (first chunk): b's is met first. At density
-    # 1 the check of the deltas meets it, at 0.5 the pass that finds the magnitude cuts.
+@pytest.mark.parametrize("method,density", [("ties", 1.0), ("ties", 0.5), ("magnitude_prune", 1.0)])
+def test_the_input_whose_nan_is_met_first_chunk_by_chunk_is_named(tmp_path, method, density):
+    # a holds a NaN at flat index 3 (second chunk), b at index 1 (first chunk): b's is met first. ties at
+    # density 1: the check of the deltas meets it; at 0.5 the pass that finds the magnitude cuts; without
+    # sparsification or consensus, the check of the merged chunk.
     a = [2.0, 1.0, 1.0, NAN]
     b = [1.0, NAN, 1.0, 1.0]
     ms = {k: write_model(tmp_path / k, {"w": T(v)}) for k, v in (("base", [1.0] * 4), ("a", a), ("b", b))}
-    cfg = {"merge_method": "ties", "base_model": str(ms["base"]),
+    cfg = {"merge_method": method, "base_model": str(ms["base"]),
            "models": [{"model": str(ms[k]), "parameters": {"density": density}} for k in ("a", "b")]}
     with pytest.raises(MergeError) as err:
         merge(cfg, tmp_path / "out", progress=False, chunk_elements=2)

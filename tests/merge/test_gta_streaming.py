@@ -75,3 +75,11 @@ def test_a_merge_of_task_vectors_stays_intact_while_the_writer_lags(tmp_path, la
     # 0.5 * (a's delta + b's delta): a task vector, no base added
     assert torch.equal(out["w"], T([-1.0, -0.5, 1.25, 1.0, 1.5, 1.5, 1.0]))
 
+
+
+def test_a_merge_whose_only_model_is_the_base_writes_the_base(tmp_path, lagging_writer):
+    # the base is no term of its own merge: no delta at all, every chunk is the base's
+    ms = _models(tmp_path)
+    cfg = {"merge_method": "task_arithmetic", "base_model": str(ms["base"]), "models": [{"model": str(ms["base"])}]}
+    out = load_state_dict(merge(cfg, tmp_path / "out", progress=False, chunk_elements=2))
+    assert torch.equal(out["w"], T(BASE))
