@@ -8,6 +8,7 @@ from asr_analogy.errors import MergeError
 from asr_analogy.merge import merge
 
 from .conftest import write_model
+from .test_bad_input import _nothing_written
 
 T = torch.tensor
 NAN, INF = float("nan"), float("inf")
@@ -26,6 +27,7 @@ def test_the_input_whose_nan_is_met_first_chunk_by_chunk_is_named(tmp_path, meth
     with pytest.raises(MergeError) as err:
         merge(cfg, tmp_path / "out", progress=False, chunk_elements=2)
     assert str(err.value) == f"model {ms['b']}: tensor 'w' contains NaN (first at flat index 1)"
+    _nothing_written(tmp_path, tmp_path / "out")
 
 
 def test_an_inf_outvoted_by_the_count_election_is_still_refused(tmp_path):
@@ -39,3 +41,4 @@ def test_an_inf_outvoted_by_the_count_election_is_still_refused(tmp_path):
     with pytest.raises(MergeError) as err:
         merge(cfg, tmp_path / "out", progress=False)
     assert str(err.value) == f"model {ms['a']}: tensor 'w' contains Inf (first at flat index 1)"
+    _nothing_written(tmp_path, tmp_path / "out")

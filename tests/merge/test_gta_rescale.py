@@ -14,6 +14,8 @@ from asr_analogy.io.checkpoint import load_state_dict, save_checkpoint
 from asr_analogy.merge import merge
 from asr_analogy.merge.kernels.gta import rescale_norm
 
+from .test_bad_input import _nothing_written
+
 T = torch.tensor
 
 
@@ -104,6 +106,7 @@ def test_dare_norm_rescale_names_an_input_holding_nan_in_a_later_chunk(tmp_path,
     with pytest.raises(MergeError) as err:
         _merge(tmp_path, cfg, chunk_elements=2)
     assert str(err.value) == f"model {tmp_path / 'ft'}: tensor 'w' contains NaN (first at flat index 3)"
+    _nothing_written(tmp_path, tmp_path / "out")
 
 
 def test_breadcrumbs_at_density_1_keeps_the_whole_delta(tmp_path):
