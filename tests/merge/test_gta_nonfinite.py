@@ -30,12 +30,13 @@ def test_the_input_whose_nan_is_met_first_chunk_by_chunk_is_named(tmp_path, meth
     _nothing_written(tmp_path, tmp_path / "out")
 
 
-def test_an_inf_outvoted_by_the_count_election_is_still_refused(tmp_path):
-    # entry 1: a's delta is -inf, b's and c's are +1: the count election gives +, so a's -inf disagrees and
-    # would be left out of the merge (a finite output); the deltas' own check names it
+def test_infs_outvoted_by_the_count_election_are_still_refused(tmp_path):
+    # each model's delta is -inf at one entry where the two others are +1: the count election gives + there,
+    # so every -inf disagrees and would be left out of the merge (a finite output); the deltas' own check
+    # names the first input holding one
     base = [1.0, 1.0, 1.0]
     ms = {k: write_model(tmp_path / k, {"w": T(v)})
-          for k, v in (("base", base), ("a", [2.0, -INF, 1.0]), ("b", [2.0, 2.0, 1.0]), ("c", [0.0, 2.0, 1.0]))}
+          for k, v in (("base", base), ("a", [2.0, -INF, 2.0]), ("b", [-INF, 2.0, 2.0]), ("c", [2.0, 2.0, -INF]))}
     cfg = {"merge_method": "ties", "base_model": str(ms["base"]), "parameters": {"consensus": "count"},
            "models": [{"model": str(ms[k])} for k in ("a", "b", "c")]}
     with pytest.raises(MergeError) as err:

@@ -11,7 +11,7 @@ import torch
 
 from asr_analogy.errors import MergeError
 from asr_analogy.io.checkpoint import load_state_dict, save_checkpoint
-from asr_analogy.merge import merge
+from asr_analogy.merge import merge, stream
 from asr_analogy.merge.kernels.gta import rescale_norm
 
 from .test_bad_input import _nothing_written
@@ -107,6 +107,39 @@ def test_dare_norm_rescale_names_an_input_holding_nan_in_a_later_chunk(tmp_path,
         _merge(tmp_path, cfg, chunk_elements=2)
     assert str(err.value) == f"model {tmp_path / 'ft'}: tensor 'w' contains NaN (first at flat index 3)"
     _nothing_written(tmp_path, tmp_path / "out")
+
+
+def test_dare_norm_rescale_names_the_nan_met_first_chunk_by_chunk(tmp_path):
+    # a (the first model) holds a NaN at flat index 3 (second chunk), b at index 1 (first chunk): a's norm
+    # pass meets a NaN, and the inputs are then searched chunk by chunk: b's is named
+    cfg = _one(tmp_path, "dare_linear", [1.0] * 4, [2.0, 3.0, 1.0, float("nan")], parameters={"rescale": "l1"},
+               density=0.5)
+    cfg["models"].append({"model": _model(tmp_path / "b", [1.0, float("nan"), 1.0, 1.0]),
+                          "parameters": {"density": 0.5}})
+    with pytest.raises(MergeError) as err:
+        _merge(tmp_path, cfg, chunk_elements=2)
+    assert str(err.value) == f"model {tmp_path / 'b'}: tensor 'w' contains NaN (first at flat index 1)"
+
+
+@pytest.mark.parametrize("method,parameters", [
+    ("magnitude_prune", {}),
+    ("breadcrumbs", {"gamma": 0.25}),
+    ("dare_linear", {"rescale": "l1"}),
+])
+def test_a_model_at_density_1_is_read_in_one_pass(tmp_path, monkeypatch, method, parameters):
+    # density 1 keeps everything: no magnitude-cut or norm pass, so the base and the fine-tune are each loaded
+    # once per chunk (2 chunks of 2), and the whole delta [4, -2, 1, 0.5] is added
+    loads = []
+    real_load = stream.Streamer.load
+
+    def load(self, inp, name, s, e, *rest, **kw):
+        loads.append((name, s, e))
+        return real_load(self, inp, name, s, e, *rest, **kw)
+
+    monkeypatch.setattr(stream.Streamer, "load", load)
+    cfg = _one(tmp_path, method, [1.0] * 4, [5.0, -1.0, 2.0, 1.5], parameters=parameters, density=1.0)
+    assert torch.equal(_merge(tmp_path, cfg, chunk_elements=2), T([5.0, -1.0, 2.0, 1.5]))
+    assert sorted(loads) == [("w", 0, 2), ("w", 0, 2), ("w", 2, 4), ("w", 2, 4)]
 
 
 def test_breadcrumbs_at_density_1_keeps_the_whole_delta(tmp_path):
