@@ -42,6 +42,7 @@ are checked for finiteness chunk by chunk.
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import partial
 from typing import TYPE_CHECKING, Iterator
 
@@ -247,6 +248,9 @@ def _norm_ratio(s: Streamer, tp: TensorPlan, i: int, ranges, sp: _Sparsifier, no
         elif d.numel():
             before = max(before, float(d.abs().max()))
             after = max(after, float(kept.abs().max()))
+    if not math.isfinite(before):  # a NaN/Inf in the delta: name the input that holds it
+        for a, b in ranges:
+            s.find_nonfinite(tp.inputs, tp.name, a, b)
     if norm == "l2":
         before, after = before**0.5, after**0.5
     if before < 1e-7 or after < 1e-7:
