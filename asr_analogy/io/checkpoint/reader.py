@@ -135,11 +135,9 @@ class CheckpointReader:
             if i == 0:
                 self._metadata = dict(header.metadata)
             for name, stored in header.tensors.items():
+                # Each name is taken from one file only: the one file, or the shard its index lists it in.
                 if weight_map is not None and weight_map.get(name) != file.name:
                     continue
-                if name in self._entries:
-                    other = self._files[self._entries[name][0]]
-                    raise CheckpointError(f"{file}: tensor {name!r} also appears in {other}")
                 self._entries[name] = (i, stored)
         if weight_map is not None:
             for name, shard in weight_map.items():
@@ -334,11 +332,10 @@ class CheckpointReader:
         return self._fingerprint
 
     def close(self) -> None:
-        for i, m in enumerate(self._maps):
-            if m is not None:
-                with contextlib.suppress(BufferError):
-                    m.close()  # fails while tensors still view it; the mapping then dies with them
-                self._maps[i] = None
+        # Mappings are let go, not closed: a tensor from ``get``/``flat`` holds a reference to its mapping but no
+        # buffer export, so ``mmap.close()`` would succeed and leave it pointing at unmapped memory. A mapping
+        # no tensor views is unmapped at once; the others when their last tensor dies.
+        self._maps = [None] * len(self._maps)
         for i, fh in enumerate(self._fhs):
             if fh is not None:
                 fh.close()
