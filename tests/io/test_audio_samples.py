@@ -98,3 +98,11 @@ def test_is_silent_is_strictly_below_the_threshold():
     assert rms_dbfs(np.ones(4)) == 0.0
     assert not is_silent(np.ones(4), threshold_dbfs=0.0)
     assert is_silent(np.ones(4), threshold_dbfs=1e-9)
+
+
+def test_write_wav_quantizes_the_float32_samples(tmp_path):
+    # 0.5 - 2**-30 is 0.5 in float32 (half an ulp below 0.5 is 2**-26), and 0.5 is 16384 / 32768 in PCM_16;
+    # written as float64, libsndfile would give 16383.
+    path = write_wav(tmp_path / "half.wav", np.array([0.5 - 2.0**-30]), 16000)
+    pcm, _ = sf.read(path, dtype="int16")
+    np.testing.assert_array_equal(pcm, np.array([16384], np.int16))
