@@ -56,24 +56,18 @@ def test_a_writer_owned_by_someone_else_counts_as_alive(tmp_path, monkeypatch, d
     assert theirs.is_dir()
 
 
-def test_an_output_lost_between_the_two_renames_of_a_replacement_is_put_back(tmp_path, dead_pid):
+@pytest.mark.parametrize("new_in_place", [False, True])
+def test_an_old_output_comes_back_only_when_its_replacement_is_missing(tmp_path, dead_pid, new_in_place):
+    """A replacement killed between its two renames: the old output goes back in place unless the new one is."""
+    if new_in_place:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "weights.bin").write_bytes(b"new weights")
     old = tmp_path / f".out.old-{_host()}-{dead_pid}-abc"
     (old / "x").mkdir(parents=True)
     (old / "x" / "weights.bin").write_bytes(b"old weights")
     assert clean_stale_temporaries(tmp_path / "out") == [old]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert (tmp_path / "out" / "weights.bin").read_bytes() == b"old weights"
-
-
-def test_an_old_output_is_dropped_when_the_new_one_is_in_place(tmp_path, dead_pid):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "weights.bin").write_bytes(b"new weights")
-    old = tmp_path / f".out.old-{_host()}-{dead_pid}-abc"
-    (old / "x").mkdir(parents=True)
-    (old / "x" / "weights.bin").write_bytes(b"old weights")
-    assert clean_stale_temporaries(tmp_path / "out") == [old]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert (tmp_path / "out" / "weights.bin").read_bytes() == b"new weights"
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == (b"new weights" if new_in_place else b"old weights")
 
 
 def test_a_half_written_temporary_never_becomes_the_output(tmp_path, dead_pid):
