@@ -78,7 +78,7 @@ def to_mono(frames: np.ndarray, file_sr: int, sr: int = TARGET_SR, what: str = "
 
     The down-mix is the channel mean. Raises ``AudioError`` (starting with ``what``) for no samples or NaN/Inf.
     """
-    if frames.shape[0] == 0:
+    if frames.size == 0:  # no frames, or no channels
         raise AudioError(f"{what} holds no samples")
     mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     if not np.all(np.isfinite(mono)):
