@@ -169,13 +169,14 @@ class Streamer:
         """``x`` as ``out_dtype`` on the CPU in a buffer that stays valid while the writer catches up:
         ``x`` itself when ``stable`` (a ring buffer or a view of an input file) and no cast is needed,
         else a copy in the next ring buffer. ``x`` has passed ``check``; a cast to a narrower floating dtype
-        (float32 sums of float16 models) can still overflow it, and is refused (``MergeError`` naming the
-        tensor last checked) rather than written as Inf."""
+        (float32 sums of float16 models, bfloat16 to float16) can still overflow it, and is refused
+        (``MergeError`` naming the tensor last checked) rather than written as Inf."""
         if stable and x.dtype == out_dtype and x.device.type == "cpu":
             return x
         ring = self.ring(x.numel(), out_dtype)
         y = x.to(out_dtype).cpu() if ring.device.type != "cpu" else ring.copy_(x)
-        if out_dtype.is_floating_point and out_dtype.itemsize < x.dtype.itemsize and not self.is_finite(y):
+        narrower = out_dtype.itemsize < x.dtype.itemsize or (out_dtype.itemsize == x.dtype.itemsize and out_dtype != x.dtype)
+        if out_dtype.is_floating_point and narrower and not self.is_finite(y):  # bfloat16 -> float16 narrows too
             name = getattr(self, "_checked", None)
             raise MergeError(f"tensor {name!r}: merged values overflow {out_dtype} (inputs are finite)")
         return y

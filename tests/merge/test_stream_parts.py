@@ -118,6 +118,16 @@ def test_emit_overflow_before_any_check_names_no_tensor():
     assert str(err.value) == "tensor None: merged values overflow torch.float16 (inputs are finite)"
 
 
+def test_emit_refuses_bfloat16_that_overflows_float16():
+    s = Streamer(CPU)
+    x = torch.tensor([1.0, 1e5], dtype=torch.bfloat16)
+    s.check(x, [], "w", 0, 2)
+    with pytest.raises(MergeError) as err:
+        s.emit(x, torch.float16)
+    assert str(err.value) == "tensor 'w': merged values overflow torch.float16 (inputs are finite)"
+    assert s.emit(torch.tensor([1.0, 1e4], dtype=torch.float16), torch.bfloat16).tolist() == [1.0, 9984.0]
+
+
 @pytest.fixture
 def src(tmp_path):
     path = write_model(tmp_path / "m", {"w": torch.tensor([1.0, 2.0, 3.0, 4.5])})
