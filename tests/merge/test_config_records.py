@@ -1,12 +1,11 @@
 """Merge configs as users read them back: the YAML written next to a merge, and the exact error messages."""
 
-import re
-
 import pytest
+import torch
 
 from asr_analogy.errors import ConfigError
 from asr_analogy.merge import load_merge_config
-from asr_analogy.merge.config import parse_merge_config
+from asr_analogy.merge.config import parse_dtype, parse_merge_config
 
 
 def test_to_yaml_writes_aliases_in_field_order_without_defaults_or_nones():
@@ -64,3 +63,11 @@ def test_load_errors_call_the_file_a_merge_config(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_merge_config(path)
     assert str(err.value) == f"merge config {path} does not exist"
+
+
+def test_parse_dtype_reads_torch_prefixed_names_and_names_the_setting():
+    assert parse_dtype("torch.float16") is torch.float16
+    assert parse_dtype("bf16") is torch.bfloat16
+    with pytest.raises(ConfigError) as err:
+        parse_dtype("torch.float8", "out_dtype")
+    assert str(err.value) == "unknown out_dtype 'torch.float8' (float32, float64, float16, bfloat16)"
