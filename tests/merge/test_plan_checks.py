@@ -1,0 +1,131 @@
+"""Planning a merge (``asr_analogy.merge.plan``): the exact refusals of ``check_compatible`` and of the
+layouts, the per-tensor parameter lookup of ``Resolver``, and the plan and metadata ``plan_merge`` returns."""
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from asr_analogy.errors import CheckpointError, ConfigError, MergeError
+from asr_analogy.io.checkpoint import CheckpointReader
+from asr_analogy.merge.config import parse_merge_config
+from asr_analogy.merge.methods import METHODS
+from asr_analogy.merge.params import Param
+from asr_analogy.merge.plan import Resolver, check_compatible, compute_dtype_for, open_inputs, plan_merge
+from asr_analogy.merge.stream import Input
+from asr_analogy.merge.vector_format import vector_metadata
+
+from .conftest import write_model
+
+
+def f32(*xs):
+    return torch.tensor(xs, dtype=torch.float32)
+
+
+def _input(stack: ExitStack, path: Path) -> Input:
+    return Input(str(path), path, stack.enter_context(CheckpointReader(path)))
+
+
+def _vector_file(path: Path, tensors: dict, meta: dict | None = None) -> Path:
+    meta = vector_metadata("subtract", "", len(tensors)) if meta is None else meta
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def _plan(data: dict, stack: ExitStack, config_dir=None, **kw):
+    return plan_merge(parse_merge_config(data, config_dir=config_dir), stack, **kw)
+
+
+# ---- open_inputs ---------------------------------------------------------------------------------------
+
+
+def test_open_inputs_opens_a_path_once_and_goes_on_after_a_second_spelling(models):
+    a, b = str(models["a"]), str(models["b"])
+    with ExitStack() as stack:
+        out = open_inputs([a, a + "/", b], stack)
+        assert list(out) == [a, a + "/", b]
+        assert out[a + "/"] is out[a]
+        assert out[b].path == models["b"]
+
+
+# ---- check_compatible ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def layered(tmp_path):
+    """An anchor with three float tensors whose names sort differently as text and naturally."""
+    return write_model(tmp_path / "anchor", {"l.2.w": f32(1), "l.9.w": f32(1), "l.10.w": f32(1)})
+
+
+def test_missing_tensors_are_named_in_natural_order(layered, tmp_path):
+    other = write_model(tmp_path / "other", {"l.2.w": f32(1)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, layered), _input(stack, other)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [inp])
+    assert str(err.value) == (f"model {other} has no tensor 'l.9.w', which base {layered} has "
+                              "(2 tensor(s) missing)")
+
+
+def test_extra_tensors_are_named_in_natural_order(tmp_path):
+    anchor_path = write_model(tmp_path / "anchor", {"l.2.w": f32(1)})
+    other = write_model(tmp_path / "other", {"l.2.w": f32(1), "l.9.w": f32(1), "l.10.w": f32(1)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, anchor_path), _input(stack, other)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [inp], role="model C")
+    assert str(err.value) == (f"model {other} has tensor 'l.9.w', which model C {anchor_path} lacks "
+                              "(2 extra tensor(s))")
+
+
+def test_extra_tensors_of_a_vector_are_counted_as_floating_point(tmp_path):
+    anchor_path = write_model(tmp_path / "anchor", {"w": f32(1)})
+    vec = _vector_file(tmp_path / "v.safetensors", {"w": f32(1), "x": f32(1)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, anchor_path), _input(stack, vec)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [inp], vectors=True)
+    assert str(err.value) == f"vector {vec} has tensor 'x', which base {anchor_path} lacks (1 extra floating-point tensor(s))"
+
+
+def test_the_anchor_among_the_others_is_skipped_not_the_rest(layered, tmp_path):
+    other = write_model(tmp_path / "other", {"l.2.w": f32(1), "l.9.w": f32(1), "l.10.w": f32(1, 2)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, layered), _input(stack, other)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [anchor, inp])
+    assert str(err.value) == f"tensor 'l.10.w': shape [2] in model {other} but [1] in base {layered}"
+
+
+def test_float_precisions_differ_refused_by_default_with_a_hint(tmp_path):
+    anchor_path = write_model(tmp_path / "anchor", {"w": f32(1)})
+    other = write_model(tmp_path / "other", {"w": torch.tensor([1.0], dtype=torch.float16)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, anchor_path), _input(stack, other)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [inp])
+        check_compatible(anchor, [inp], allow_dtype_mismatch=True)  # accepted when asked
+    assert str(err.value) == (f"tensor 'w': dtype torch.float16 in model {other} but torch.float32 in base {anchor_path}"
+                              " (set dtype: to merge models stored in different precisions)")
+
+
+def test_integer_against_float_is_refused_without_the_precision_hint(tmp_path):
+    anchor_path = write_model(tmp_path / "anchor", {"w": f32(1)})
+    other = write_model(tmp_path / "other", {"w": torch.tensor([1], dtype=torch.int32)})
+    with ExitStack() as stack:
+        anchor, inp = _input(stack, anchor_path), _input(stack, other)
+        with pytest.raises(MergeError) as err:
+            check_compatible(anchor, [inp], allow_dtype_mismatch=True)
+    assert str(err.value) == f"tensor 'w': dtype torch.int32 in model {other} but torch.float32 in base {anchor_path}"
+
+
+# ---- compute_dtype_for ---------------------------------------------------------------------------------
+
+
+def test_compute_dtype_keeps_four_byte_and_wider_storage():
+    assert compute_dtype_for(torch.int32, None) == torch.int32
+    assert compute_dtype_for(torch.float64, None) == torch.float64
+    assert compute_dtype_for(torch.bfloat16, None) == torch.float32
+    assert compute_dtype_for(torch.int32, torch.float16) == torch.float16
