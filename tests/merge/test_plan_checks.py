@@ -129,3 +129,52 @@ def test_compute_dtype_keeps_four_byte_and_wider_storage():
     assert compute_dtype_for(torch.float64, None) == torch.float64
     assert compute_dtype_for(torch.bfloat16, None) == torch.float32
     assert compute_dtype_for(torch.int32, torch.float16) == torch.float16
+
+
+# ---- Resolver ------------------------------------------------------------------------------------------
+
+
+def test_a_tensor_without_a_layer_position_is_at_position_zero():
+    resolver = Resolver("c.yaml", METHODS["task_arithmetic"], global_params={"lambda": [2.0, 6.0]})
+    assert resolver.value(METHODS["task_arithmetic"].param("lambda"), "w") == 2.0
+
+
+def test_overrides_and_global_settings_see_the_tensor_name_and_position():
+    from asr_analogy.merge.config import Condition
+
+    lam = METHODS["task_arithmetic"].param("lambda")
+    by_name = [Condition(value=3.0, filter="attn"), Condition(value=5.0)]
+    positions = {"l.0.attn": 0.0, "l.1.attn": 1.0, "l.0.mlp": 0.0, "l.1.mlp": 1.0}
+    resolver = Resolver("c.yaml", METHODS["task_arithmetic"], global_params={"lambda": by_name},
+                        overrides=[("mlp", {"lambda": [2.0, 4.0]}), ("attn", {"lambda": by_name})], positions=positions)
+    assert [resolver.value(lam, n) for n in positions] == [3.0, 3.0, 2.0, 4.0]
+    glob = Resolver("c.yaml", METHODS["task_arithmetic"], global_params={"lambda": by_name}, positions=positions)
+    assert [glob.value(lam, n) for n in ("l.0.attn", "l.1.mlp")] == [3.0, 5.0]
+    ramp = Resolver("c.yaml", METHODS["task_arithmetic"], global_params={"lambda": [2.0, 4.0]}, positions=positions)
+    assert [ramp.value(lam, n) for n in ("l.0.mlp", "l.1.mlp")] == [2.0, 4.0]
+
+
+def test_a_required_parameter_missing_names_source_method_and_tensor():
+    resolver = Resolver("c.yaml", METHODS["slerp"])
+    with pytest.raises(ConfigError) as err:
+        resolver.value(METHODS["slerp"].param("t"), "w")
+    assert str(err.value) == "c.yaml: slerp: parameter 't' is required (tensor 'w')"
+
+
+def test_a_required_per_model_parameter_missing_names_the_model():
+    need = Param("scale", None, "a per-model scale", per_model=True)
+    with pytest.raises(ConfigError) as err:
+        Resolver("c.yaml", METHODS["ties"]).value(need, "w", "m1")
+    assert str(err.value) == "c.yaml: ties: parameter 'scale' is required for model m1 (tensor 'w')"
+
+
+def test_a_refused_value_names_source_method_model_and_tensor():
+    consensus = METHODS["ties"].param("consensus")
+    resolver = Resolver("c.yaml", METHODS["ties"], global_params={"consensus": "x"})
+    with pytest.raises(ConfigError) as err:
+        resolver.value(consensus, "w")
+    assert str(err.value) == "c.yaml: ties: parameter 'consensus' for tensor 'w' must be one of sum, count, got 'x'"
+    with pytest.raises(ConfigError) as err:
+        resolver.value(consensus, "w", "m1")
+    assert str(err.value) == ("c.yaml: ties: parameter 'consensus' for model m1 for tensor 'w' "
+                              "must be one of sum, count, got 'x'")
