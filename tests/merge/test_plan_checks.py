@@ -178,3 +178,109 @@ def test_a_refused_value_names_source_method_model_and_tensor():
         resolver.value(consensus, "w", "m1")
     assert str(err.value) == ("c.yaml: ties: parameter 'consensus' for model m1 for tensor 'w' "
                               "must be one of sum, count, got 'x'")
+
+
+# ---- layouts and plan_merge ----------------------------------------------------------------------------
+
+
+def _labels(inputs) -> list[str]:
+    return [i.label for i in inputs]
+
+
+def test_linear_averages_the_base_too_when_it_is_not_among_the_models(models):
+    base, a, b = (str(models[k]) for k in ("base", "a", "b"))
+    with ExitStack() as stack:
+        plan = _plan({"merge_method": "linear", "base_model": base, "models": [{"model": a}, {"model": b}]}, stack)
+        assert plan.method is METHODS["linear"]
+        assert _labels(plan.tensors[1].inputs) == [a, b, base]
+        assert plan.tensors[1].terms == []
+        assert plan.tensors[1].source == "<config>"
+        assert plan.copy_files_from == models["base"]
+        assert plan.metadata == {"merge_method": "linear"}
+    with ExitStack() as stack:
+        plan = _plan({"merge_method": "linear", "base_model": base, "models": [{"model": a}, {"model": base}]}, stack)
+        assert _labels(plan.tensors[1].inputs) == [a, base]
+
+
+def test_a_tensor_that_is_not_merged_is_copied_from_the_anchor_in_its_own_dtype(models):
+    base, a = str(models["base"]), str(models["a"])
+    with ExitStack() as stack:
+        plan = _plan({"merge_method": "task_arithmetic", "base_model": base, "models": [{"model": a}]}, stack,
+                     out_dtype=torch.float16, source="c.yaml")
+        count, w = plan.tensors  # the anchor's order: natural order of the names
+        assert (w.name, w.out_dtype, _labels(w.inputs), len(w.terms), w.source) == (
+            "layer.w", torch.float16, [base, a, base], 1, "c.yaml")
+        assert (count.name, count.method, count.out_dtype, count.compute_dtype) == ("layer.count", None, torch.int64, torch.int64)
+        assert (_labels(count.inputs), count.terms, count.params, count.source) == ([base], [], {}, "c.yaml")
+
+
+def test_a_pair_method_with_two_models_is_refused_naming_the_config(models):
+    base, a, b = (str(models[k]) for k in ("base", "a", "b"))
+    cfg = {"merge_method": "slerp", "base_model": base, "models": [{"model": a}, {"model": b}], "parameters": {"t": 0.5}}
+    with ExitStack() as stack, pytest.raises(ConfigError) as err:
+        _plan(cfg, stack, source="c.yaml")
+    assert str(err.value) == "c.yaml: slerp needs base_model and exactly one other model, got 2"
+
+
+def test_a_missing_required_parameter_names_the_config(models):
+    base, a = str(models["base"]), str(models["a"])
+    with ExitStack() as stack, pytest.raises(ConfigError) as err:
+        _plan({"merge_method": "slerp", "base_model": base, "models": [{"model": a}],
+               "parameters": {"t": [{"filter": "other", "value": 0.5}]}}, stack, source="c.yaml")
+    assert str(err.value) == "c.yaml: slerp: parameter 't' is required (tensor 'layer.w')"
+
+
+def test_a_model_given_as_a_vector_is_refused_naming_it(models):
+    base, a = str(models["base"]), str(models["a"])
+    with ExitStack() as stack, pytest.raises(CheckpointError) as err:
+        _plan({"merge_method": "task_arithmetic", "base_model": base, "models": [{"vector": a}]}, stack)
+    assert str(err.value) == f"{a}: not a task vector (no asr_analogy_kind=task_vector in its metadata)"
+
+
+def test_vectors_alone_are_checked_against_the_first_vector(tmp_path):
+    v1 = str(_vector_file(tmp_path / "v1.safetensors", {"layer.w": f32(1, 2)}))
+    v2 = str(_vector_file(tmp_path / "v2.safetensors", {"x": f32(1, 2)}))
+    with ExitStack() as stack, pytest.raises(MergeError) as err:
+        _plan({"merge_method": "task_arithmetic", "models": [{"vector": v1}, {"vector": v2}]}, stack)
+    assert str(err.value) == f"vector {v2} has no tensor 'layer.w', which vector {v1} has (1 tensor(s) missing)"
+
+
+def test_a_merge_of_vectors_alone_plans_a_task_vector(tmp_path):
+    kind_only = {"asr_analogy_kind": "task_vector"}  # no base fingerprint recorded
+    v1 = str(_vector_file(tmp_path / "v1.safetensors", {"layer.w": f32(1, 2)}, kind_only))
+    v2 = str(_vector_file(tmp_path / "v2.safetensors", {"layer.w": f32(3, 4)}, kind_only))
+    cfg = {"merge_method": "task_arithmetic", "models": [{"vector": v1}, {"vector": v2}]}
+    with ExitStack() as stack:
+        plan = _plan(cfg, stack, provenance={"by": "test"})
+        assert plan.copy_files_from is None
+        assert plan.tensors[0].delta_only
+        assert plan.metadata == {
+            "asr_analogy_kind": "task_vector", "method": "merge:task_arithmetic", "base_fingerprint": "",
+            "finetuned_fingerprint": "", "tensor_count": "1",
+            "provenance": f'{{"by": "test", "inputs": ["{v1}", "{v2}"], "kind": "merge", "method": "task_arithmetic"}}',
+        }
+    side = write_model(tmp_path / "side", {"w": f32(0)})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ExitStack() as stack:  # files to copy: looked up next to the config as well
+        plan = _plan({**cfg, "copy_files_from": "side"}, stack, config_dir=tmp_path)
+        assert plan.copy_files_from == side
+
+
+def test_copy_files_from_a_model_next_to_the_config(models, tmp_path):
+    base, a = str(models["base"]), str(models["a"])
+    with ExitStack() as stack:
+        plan = _plan({"merge_method": "task_arithmetic", "base_model": base, "models": [{"model": a}],
+                      "copy_files_from": "c"}, stack, config_dir=tmp_path)
+        assert plan.copy_files_from == tmp_path / "c"
+
+
+def test_an_analogy_is_checked_against_model_c_and_recorded_as_an_analogy(models, tmp_path):
+    base, a, c = (str(models[k]) for k in ("base", "a", "c"))
+    with ExitStack() as stack:
+        plan = _plan({"analogy": {"c": c, "a": base, "b": a}}, stack)
+        assert plan.metadata == {"merge_method": "analogy/task_arithmetic"}
+    short = str(write_model(tmp_path / "short", {"layer.w": f32(1, 2, 3, 4)}))
+    with ExitStack() as stack, pytest.raises(MergeError) as err:
+        _plan({"analogy": {"c": c, "a": base, "b": short}}, stack)
+    assert str(err.value) == f"model {short} has no tensor 'layer.count', which model C {c} has (1 tensor(s) missing)"
