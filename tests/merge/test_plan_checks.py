@@ -99,26 +99,23 @@ def test_the_anchor_among_the_others_is_skipped_not_the_rest(layered, tmp_path):
     assert str(err.value) == f"tensor 'l.10.w': shape [2] in model {other} but [1] in base {layered}"
 
 
-def test_float_precisions_differ_refused_by_default_with_a_hint(tmp_path):
+@pytest.mark.parametrize("dtype, hint", [
+    (torch.float16, " (set dtype: to merge models stored in different precisions)"),
+    (torch.int32, ""),
+])
+def test_a_dtype_mismatch_is_refused_with_a_hint_between_float_precisions_only(tmp_path, dtype, hint):
     anchor_path = write_model(tmp_path / "anchor", {"w": f32(1)})
-    other = write_model(tmp_path / "other", {"w": torch.tensor([1.0], dtype=torch.float16)})
+    other = write_model(tmp_path / "other", {"w": torch.tensor([1], dtype=dtype)})
     with ExitStack() as stack:
         anchor, inp = _input(stack, anchor_path), _input(stack, other)
         with pytest.raises(MergeError) as err:
             check_compatible(anchor, [inp])
-        check_compatible(anchor, [inp], allow_dtype_mismatch=True)  # accepted when asked
-    assert str(err.value) == (f"tensor 'w': dtype torch.float16 in model {other} but torch.float32 in base {anchor_path}"
-                              " (set dtype: to merge models stored in different precisions)")
-
-
-def test_integer_against_float_is_refused_without_the_precision_hint(tmp_path):
-    anchor_path = write_model(tmp_path / "anchor", {"w": f32(1)})
-    other = write_model(tmp_path / "other", {"w": torch.tensor([1], dtype=torch.int32)})
-    with ExitStack() as stack:
-        anchor, inp = _input(stack, anchor_path), _input(stack, other)
-        with pytest.raises(MergeError) as err:
-            check_compatible(anchor, [inp], allow_dtype_mismatch=True)
-    assert str(err.value) == f"tensor 'w': dtype torch.int32 in model {other} but torch.float32 in base {anchor_path}"
+        if dtype.is_floating_point:
+            check_compatible(anchor, [inp], allow_dtype_mismatch=True)  # accepted when asked
+        else:
+            with pytest.raises(MergeError):
+                check_compatible(anchor, [inp], allow_dtype_mismatch=True)
+    assert str(err.value) == f"tensor 'w': dtype {dtype} in model {other} but torch.float32 in base {anchor_path}{hint}"
 
 
 # ---- compute_dtype_for ---------------------------------------------------------------------------------
