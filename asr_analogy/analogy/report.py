@@ -21,7 +21,7 @@ from asr_analogy.speech.degrade import describe_condition
 from asr_analogy.analogy.cache import read_json
 from asr_analogy.ops.param_groups import describe_scale
 
-from asr_analogy.analogy.systems import REFERENCES, systems_for, table_order
+from asr_analogy.analogy.systems import REFERENCES, adds_a_vector, systems_for, table_order
 
 
 PAIRED_REFERENCES = ("C", "base", "C_tts", "C_paper", "C_multi")
@@ -259,7 +259,7 @@ def result_table(results: dict) -> str:
         lines.append(f"{'':<14} λ: {e['lambda']['how']}")
     labels = {s["system"]: s["label"] for e in results["targets"].values() for s in e["systems"]}
     for name in _ordered(results.get("pooled", {}), results.get("order")):
-        if "syn2real" not in name and name not in ("best", "ensemble"):
+        if not adds_a_vector(name) and name != "best":
             continue
         for vs, p in results["pooled"][name].items():
             if vs == "vs_base":

@@ -9,10 +9,12 @@ C first, then ``finetune.baselines``):
 | ``C`` / ``C_<variant>``         | the C fine-tune (``C`` is c_init's: paper or tts)                       |
 | ``syn2real`` / ``C_<v>_syn2real`` | θ_C + λ·(θ_B − θ_A), λ chosen on the pseudo-target                    |
 | ``…_syn2real_<option>``         | the same with a ``lambda.search`` option (encdec, layers, topk0.2, …)    |
+| ``ensemble`` / ``C_<v>_syn2real_ensemble`` | θ_C + λ·(the ensemble vector), with ``ensemble.enabled``     |
 
-then ``ensemble`` (θ_C + λ·ensemble vector), ``best`` (the syn2real system of lowest pseudo-target WER over
-every C and option: the method's pick, made without target real audio), and the references ``upper_bound``
-(trained on target real audio) and ``syn2real_oracle`` (λ picked on target real dev), labelled.
+then ``best`` (the system of lowest pseudo-target WER over every C, option and ensemble: the method's pick,
+made without target real audio), and the references ``upper_bound`` (trained on target real audio) and
+``syn2real_oracle`` (λ picked on target real dev), labelled. Without a choice over C variants or options, the
+ensemble is scored on c_init's C only.
 """
 
 from __future__ import annotations
@@ -38,6 +40,28 @@ def analogy_name(cfg: RecipeConfig, variant: str, option: str | None = None) -> 
     return head if option is None else f"{head}_{option_slug(option)}"
 
 
+def ensemble_name(cfg: RecipeConfig, variant: str) -> str:
+    """The system name of C_variant + the ensemble vector: ``ensemble`` for c_init's C."""
+    return "ensemble" if variant == cfg.finetune.primary_c else f"C_{variant}_syn2real_ensemble"
+
+
+def system_of(cfg: RecipeConfig, variant: str, option: str | None) -> str:
+    """The system of a pseudo-target choice: ``option`` is None (single λ), a ``lambda.search`` entry or
+    ``"ensemble"``."""
+    return ensemble_name(cfg, variant) if option == "ensemble" else analogy_name(cfg, variant, option)
+
+
+def has_choice(cfg: RecipeConfig) -> bool:
+    """Whether the pseudo-target chooses among several ways of adding the vector (C variants, ``lambda.search``
+    options, the ensemble), and so the run has a ``best`` system."""
+    return len(cfg.finetune.c_variants) > 1 or bool(cfg.lambda_.search) or cfg.ensemble.enabled
+
+
+def adds_a_vector(name: str) -> bool:
+    """Whether a system is some C plus a Synthetic2Real vector (single, option or ensemble)."""
+    return "syn2real" in name or name == "ensemble"
+
+
 def _option_label(option: str) -> str:
     return OPTION_LABELS.get(option, option.replace("topk:", "top-") + " sparse")
 
@@ -51,9 +75,9 @@ def names_and_labels(cfg: RecipeConfig) -> list[tuple[str, str]]:
         out.append((analogy_name(cfg, v), f"{short} + syn2real"))
         for opt in cfg.lambda_.search:
             out.append((analogy_name(cfg, v, opt), f"{short} + syn2real, {_option_label(opt)}"))
-    if cfg.ensemble.enabled:
-        out.append(("ensemble", f"{C_LABELS[cfg.finetune.primary_c].split(' ')[0]} + syn2real ensemble"))
-    if len(cfg.finetune.c_variants) > 1 or cfg.lambda_.search:
+        if cfg.ensemble.enabled:
+            out.append((ensemble_name(cfg, v), f"{short} + syn2real ensemble"))
+    if has_choice(cfg):
         out.append(("best", "best syn2real (pseudo-target pick)"))
     out.append(("upper_bound", "upper bound (target real)"))
     out.append(("syn2real_oracle", "C + syn2real, oracle λ"))
@@ -107,12 +131,15 @@ def systems_for(cfg: RecipeConfig, suite: Suite, selection: dict, vector_ids: di
             if pick is not None:
                 out.append({"system": analogy_name(cfg, v, opt), "model": c_key,
                             "vector": _vector_of(vector_ids, opt), "lambda": pick["scale"]})
-    if vector_ids.get("ensemble"):
-        out.append({"system": "ensemble", "model": suite.C, "vector": vector_ids["ensemble"],
-                    "lambda": selection.get("value_ensemble", selection["value"])})
+        if vector_ids.get("ensemble"):
+            pick = chosen.get(v, {}).get("ensemble")
+            if pick is not None or v == cfg.finetune.primary_c:
+                scale = pick["scale"] if pick is not None else selection.get("value_ensemble", selection["value"])
+                out.append({"system": ensemble_name(cfg, v), "model": c_key, "vector": vector_ids["ensemble"],
+                            "lambda": scale})
     best = selection.get("best")
     if best is not None:
-        src = next(s for s in out if s["system"] == analogy_name(cfg, best["variant"], best["option"]))
+        src = next(s for s in out if s["system"] == system_of(cfg, best["variant"], best["option"]))
         out.append({**src, "system": "best", "picked": src["system"]})
     if suite.UB and cfg.finetune.upper_bound:
         out.append({"system": "upper_bound", "model": suite.UB})

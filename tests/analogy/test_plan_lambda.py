@@ -122,3 +122,27 @@ def test_schedules_source_jobs_and_target_stage():
         assert plan.jobs[k].max_steps == 10 and plan.jobs[k].lr_scale == 0.1
         assert plan.jobs[k].init == tp.main.S
     assert plan.jobs[tp.main.UB].consumer == "finetune/upper_bound" and plan.jobs[tp.main.C].consumer == "finetune/C"
+
+
+def test_the_pick_can_be_an_ensemble_and_best_then_decodes_that_c_with_the_ensemble_vector():
+    from asr_analogy.analogy.plan import Suite
+    from asr_analogy.analogy.stages.select_lambda import _best
+    from asr_analogy.analogy.systems import has_choice, systems_for, table_order
+
+    c = cfg(finetune={"c_init": "source", "baselines": ["tts"]}, ensemble={"enabled": True, "by": "domain"})
+    suite = Suite("vm", ("conf", "dig"), "A", "B", "C", "S", None, [("domain conf", "Ac", "Bc")],
+                  {"paper": "C", "tts": "Ctts"})
+    variants = {"paper": {"single": {"scale": 0.2, "pseudo_wer": 0.30}, "ensemble": {"scale": 0.4, "pseudo_wer": 0.25}},
+                "tts": {"single": {"scale": 0.6, "pseudo_wer": 0.28}, "ensemble": {"scale": 1.0, "pseudo_wer": 0.21}}}
+    best = _best(None, variants)
+    assert best == {"variant": "tts", "option": "ensemble", "scale": 1.0, "pseudo_wer": 0.21}
+    selection = {"value": 0.2, "value_ensemble": 0.4, "variants": variants, "best": best}
+    systems = {s["system"]: s for s in systems_for(c, suite, selection, {"syn2real": "v", "ensemble": "e"})}
+    assert systems["ensemble"] == {"system": "ensemble", "model": "C", "vector": "e", "lambda": 0.4}
+    assert systems["C_tts_syn2real_ensemble"] == {"system": "C_tts_syn2real_ensemble", "model": "Ctts",
+                                                  "vector": "e", "lambda": 1.0}
+    assert systems["best"] == {**systems["C_tts_syn2real_ensemble"], "system": "best",
+                               "picked": "C_tts_syn2real_ensemble"}
+    assert table_order(c).index("C_tts_syn2real_ensemble") < table_order(c).index("best")
+    # one C, no options: the ensemble alone makes a choice; without it there is none
+    assert has_choice(cfg(ensemble={"enabled": True, "by": "domain"})) and not has_choice(cfg())

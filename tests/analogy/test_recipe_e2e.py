@@ -16,7 +16,13 @@ def test_every_stage_completes_and_writes_its_outputs(e2e_run):
         assert marker["stage"] == stage
     results = json.loads((exp / "results.json").read_text())
     systems = {s["system"]: s for s in results["targets"]["alpha"]["systems"]}
-    assert set(systems) == {"base", "C", "syn2real", "ensemble", "upper_bound", "syn2real_oracle"}
+    # with the ensemble, the pseudo-target chooses between the single vector and the ensemble: `best`
+    assert set(systems) == {"base", "C", "syn2real", "ensemble", "best", "upper_bound", "syn2real_oracle"}
+    best = results["targets"]["alpha"]["best"]
+    picked = "ensemble" if best["option"] == "ensemble" else "syn2real"
+    assert best["variant"] == "paper" and systems["best"]["lambda"] == systems[picked]["lambda"]
+    hyps_dir = exp / "eval" / "alpha" / "hyps"
+    assert read_manifest(hyps_dir / "best.jsonl") == read_manifest(hyps_dir / f"{picked}.jsonl")
     for name, s in systems.items():
         hyps = read_manifest(exp / "eval" / "alpha" / "hyps" / f"{name}.jsonl")
         assert len(hyps) == 3 and all("hypothesis" in h for h in hyps)  # the 3 alpha test clips

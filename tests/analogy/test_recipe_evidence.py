@@ -1,5 +1,6 @@
 """The evidence set-up end to end on tiny models: two seeds, the C baselines (tts, paper, multi-condition),
-the vector options chosen on the pseudo-target, and every target utterance scored (the upper bound on test)."""
+the vector options and the voice ensemble chosen on the pseudo-target, and every target utterance scored (the
+upper bound on test)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def evidence_run(tmp_path_factory, tiny_base, tiny_corpus):
     cfg = recipe_dict(tiny_base, tiny_corpus, root / "exp", root / "tts_cache")
     cfg["finetune"] = {**cfg["finetune"], "learning_rate": 3.0e-3, "max_steps": 3, "seeds": SEEDS,
                        "baselines": ["tts", "multi"], "target_stage": {"lr_scale": 0.5, "max_steps": 2}}
-    cfg["ensemble"] = {"enabled": False}
+    cfg["ensemble"] = {"enabled": True, "by": "voice"}
     cfg["lambda"] = {"mode": "pseudo_target", "pseudo_targets": ["beta"], "grid": [0.0, 0.5, 1.5],
                      "select_splits": ["train", "dev", "test"], "search": OPTIONS}
     cfg["evaluate"] = {**cfg["evaluate"], "lambda_curve": False, "export_models": False,
@@ -91,9 +92,10 @@ def test_seeds_train_different_models_and_the_report_averages_them(evidence_run)
 def test_every_system_is_scored_on_all_target_utterances_and_the_upper_bound_on_test(evidence_run):
     hyps_dir = evidence_run / "seed0" / "eval" / "alpha" / "hyps"
     names = {p.stem for p in hyps_dir.glob("*.jsonl")}
-    expected = {"base", "C", "C_tts", "C_multi", "best", "upper_bound"}
+    expected = {"base", "C", "C_tts", "C_multi", "best", "upper_bound", "ensemble"}
     for head in ("syn2real", "C_tts_syn2real", "C_multi_syn2real"):
         expected |= {head, f"{head}_encdec", f"{head}_layers", f"{head}_topk0.5"}
+    expected |= {"C_tts_syn2real_ensemble", "C_multi_syn2real_ensemble"}
     assert names == expected
     for name in names:
         splits = [r["split"] for r in read_manifest(hyps_dir / f"{name}.jsonl")]
@@ -108,7 +110,7 @@ def test_options_are_chosen_on_the_pseudo_target_and_best_is_their_argmin(eviden
     variants = sel["variants"]
     assert set(variants) == {"paper", "tts", "multi"}
     for choices in variants.values():
-        assert set(choices) == {"single", *OPTIONS}
+        assert set(choices) == {"single", *OPTIONS, "ensemble"}
         assert choices["single"]["pseudo_wer"] == min(choices["single"]["curve"]["wer"])
         for scheme, groups in (("encdec", 2), ("layers", 3)):
             tried = choices[scheme]["tried"]
@@ -118,10 +120,33 @@ def test_options_are_chosen_on_the_pseudo_target_and_best_is_their_argmin(eviden
     assert sel["best"]["pseudo_wer"] == min(w for w, _, _ in flat)
     best = sel["best"]
     picked = {"paper": "syn2real", "tts": "C_tts_syn2real", "multi": "C_multi_syn2real"}[best["variant"]]
-    if best["option"]:
+    if best["option"] == "ensemble" and best["variant"] == "paper":
+        picked = "ensemble"
+    elif best["option"]:
         picked += "_" + best["option"].replace(":", "")
     hyps = evidence_run / "seed0" / "eval" / "alpha" / "hyps"
     assert read_manifest(hyps / "best.jsonl") == read_manifest(hyps / f"{picked}.jsonl")
+
+
+def test_each_c_gets_the_ensemble_vector_with_its_own_lambda_curve(evidence_run):
+    seed_dir = evidence_run / "seed0"
+    sel = json.loads((seed_dir / "lambda" / "alpha.json").read_text())
+    index = json.loads((seed_dir / "vectors" / "index.json").read_text())
+    sweeps = [json.loads(p.read_text()) for p in (seed_dir / "lambda" / "sweeps").glob("*.json")
+              if not p.name.startswith("search-")]
+    jobs = _jobs(seed_dir)
+    results = json.loads((seed_dir / "eval" / "alpha" / "results.json").read_text())
+    rows = {s["system"]: s for s in results["systems"]}
+    for variant, role, system in (("paper", "C", "ensemble"), ("tts", "C_tts", "C_tts_syn2real_ensemble"),
+                                  ("multi", "C_multi", "C_multi_syn2real_ensemble")):
+        # the pseudo-target's C of this variant (trained on the pseudo-target's text), with an ensemble vector
+        c_dir = next(name for name, i in jobs.items() if i["role"] == role and "beta" in " ".join(i["data"]))
+        curve = next(s for s in sweeps if s["C"] == c_dir and index[s["vector"]]["kind"] == "ensemble")
+        choice = sel["variants"][variant]["ensemble"]
+        assert choice["curve"]["wer"] == curve["wer"]
+        assert choice["pseudo_wer"] == min(curve["wer"]) and rows[system]["lambda"] == choice["scale"]
+        # scored against its own C
+        assert "vs_" + ("C" if variant == "paper" else role) in rows[system]["paired"]
 
 
 def test_the_sparse_vector_keeps_the_largest_half_of_each_tensor(evidence_run):

@@ -49,7 +49,7 @@ def test_every_number_of_the_table_recomputes_from_the_hyps_files(e2e_run):
                 assert p["diff_pp"] == pytest.approx(100 * (s["wer"] - next(
                     r["wer"] for r in entry["systems"] if r["system"] == ref)))
                 assert f"| {_cell(p)} |" in row
-    assert set(results["pooled"]) == {"base", "C", "syn2real", "ensemble", "upper_bound", "syn2real_oracle"}
+    assert set(results["pooled"]) == {"base", "C", "syn2real", "ensemble", "best", "upper_bound", "syn2real_oracle"}
     verdicts = []
     for name, versus in results["pooled"].items():
         for vs, p in versus.items():
@@ -59,7 +59,7 @@ def test_every_number_of_the_table_recomputes_from_the_hyps_files(e2e_run):
             verdicts.append(_excludes_zero(p))
     pooled_rows = md.split("## Paired differences pooled over targets")[1].split("\n## ")[0]
     rows = [ln for ln in pooled_rows.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
-    assert len(rows) == len(verdicts) == 10  # 6 systems, each versus C and base but not itself
+    assert len(rows) == len(verdicts) == 12  # 7 systems, each versus C and base but not itself
     assert sum(r.endswith("| significant |") for r in rows) == sum(verdicts)
     assert md.count("significant") == sum(verdicts) + 1  # once more in the sentence that explains the columns
 

@@ -15,6 +15,7 @@ from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.lambdas import choose_lambda, mean_curve, select_lambda
 from asr_analogy.analogy.plan import TargetPlan
 from asr_analogy.analogy.stages.base import Stage
+from asr_analogy.analogy.systems import has_choice
 from asr_analogy.ops.param_groups import describe_scale
 
 
@@ -79,29 +80,34 @@ def _pseudo_records(ctx: RecipeContext, access: DataAccess, target_plan: TargetP
     return out
 
 
-def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str, target: str) -> dict:
-    """Per C variant: the single λ and every ``lambda.search`` option, each chosen on the pseudo-targets.
+def _grid_choice(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str, vector: str, label: str) -> dict:
+    """λ on the grid for C_variant + the pseudo-targets' vector ``vector`` (a key of ``suite_vectors``):
+    ``{"scale", "pseudo_wer", "curve"}``, the curve being the mean over the pseudo-targets."""
+    curves = [sweep(ctx, p.variants[variant], ctx.suite_vectors(p)[vector], recs,
+                    f"pseudo-target {p.target}, C_{variant}{label}") for p, recs in pseudo_recs]
+    mean = mean_curve(curves)
+    value = choose_lambda(mean["lambdas"], mean["wer"])
+    return {"scale": value, "pseudo_wer": mean["wer"][mean["lambdas"].index(value)], "curve": mean}
 
-    ``{"single": {"scale", "pseudo_wer", "curve"}, "<option>": {"scale", "pseudo_wer", ...}}``; the WER of a
-    choice is the mean over the pseudo-targets of their WER (fractions) at that setting.
+
+def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str, target: str) -> dict:
+    """Per C variant: the single λ, every ``lambda.search`` option and the ensemble vector (with
+    ``ensemble.enabled``), each chosen on the pseudo-targets.
+
+    ``{"single": {"scale", "pseudo_wer", "curve"}, "<option>": {"scale", "pseudo_wer", ...},
+    "ensemble": {"scale", "pseudo_wer", "curve"}}``; the WER of a choice is the mean over the pseudo-targets of
+    their WER (fractions) at that setting.
     """
     from asr_analogy.analogy.options import coordinate_search, parse_option
 
     lam = ctx.cfg.lambda_
-    curves = [sweep(ctx, p.variants[variant], ctx.suite_vectors(p)["syn2real"], recs,
-                    f"pseudo-target {p.target}, C_{variant}") for p, recs in pseudo_recs]
-    mean = mean_curve(curves)
-    single = choose_lambda(mean["lambdas"], mean["wer"])
-    out = {"single": {"scale": single, "pseudo_wer": mean["wer"][mean["lambdas"].index(single)],
-                      "curve": mean, "wer_at_0": mean["wer"][mean["lambdas"].index(0.0)] if 0.0 in mean["lambdas"] else None}}
+    out = {"single": _grid_choice(ctx, pseudo_recs, variant, "syn2real", "")}
+    single, mean = out["single"]["scale"], out["single"]["curve"]
+    out["single"]["wer_at_0"] = mean["wer"][mean["lambdas"].index(0.0)] if 0.0 in mean["lambdas"] else None
     for option in lam.search:
         parsed = parse_option(option)
         if parsed[0] == "topk":
-            sc = [sweep(ctx, p.variants[variant], ctx.suite_vectors(p)[option], recs,
-                        f"pseudo-target {p.target}, C_{variant}, {option}") for p, recs in pseudo_recs]
-            m = mean_curve(sc)
-            value = choose_lambda(m["lambdas"], m["wer"])
-            out[option] = {"scale": value, "pseudo_wer": m["wer"][m["lambdas"].index(value)], "curve": m}
+            out[option] = _grid_choice(ctx, pseudo_recs, variant, option, f", {option}")
             continue
         key = short_hash({"search": option, "start": single, "grid": lam.grid, "norm": ctx.cfg.evaluate.normalizer,
                           "points": [[ctx.job_fingerprint(p.variants[variant]), ctx.suite_vectors(p)["syn2real"],
@@ -124,11 +130,14 @@ def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str,
                     "tried": tried}
 
         out[option] = cached_result(ctx.out / "lambda" / "sweeps" / f"search-{key}.json", None, search)
+    if all(ctx.suite_vectors(p)["ensemble"] for p, _ in pseudo_recs):
+        out["ensemble"] = _grid_choice(ctx, pseudo_recs, variant, "ensemble", ", ensemble")
     return out
 
 
 def _best(ctx: RecipeContext, variants: dict) -> dict:
-    """The (variant, option) of lowest pseudo-target WER; ties go to the earlier one (c_init's C, single λ)."""
+    """The (variant, option) of lowest pseudo-target WER; ties go to the earlier one (c_init's C, single λ).
+    The option is None (single λ), a ``lambda.search`` entry or ``"ensemble"``."""
     best = None
     for variant, choices in variants.items():
         for option, choice in choices.items():
@@ -172,7 +181,7 @@ def select_for_target(ctx: RecipeContext, access: DataAccess, target_plan: Targe
                                           oracle_curve=oracle_ensemble, **how_names)
     result.update(value=value, value_ensemble=value_ensemble, how=how)
     cfg = ctx.cfg
-    if lam.mode == "pseudo_target" and (len(cfg.finetune.c_variants) > 1 or lam.search):
+    if lam.mode == "pseudo_target" and has_choice(cfg):
         result["variants"] = {v: _variant_choices(ctx, pseudo_recs, v, target) for v in cfg.finetune.c_variants}
         result["best"] = _best(ctx, result["variants"])
         b = result["best"]
