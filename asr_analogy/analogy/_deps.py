@@ -95,13 +95,14 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
 
 
 def transcribe(model, records: list[dict], *, processor=None, out_jsonl=None, batch_size=16, num_beams=1, device="cpu",
-               max_new_tokens=None, engine=None):
+               max_new_tokens=None, engine=None, repetition_guard=False):
     """``asr_analogy.speech.transcribe.transcribe`` on in-memory records; returns records with ``hypothesis``."""
     from asr_analogy.speech.transcribe import transcribe as run
 
     return run(
         model, [dict(r) for r in records], out_jsonl, processor=processor, batch_size=batch_size,
         num_beams=num_beams, device=device, max_new_tokens=max_new_tokens, progress=False, engine=engine,
+        repetition_guard=repetition_guard,
     )
 
 

@@ -257,6 +257,8 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(default=16, ge=1)
     num_beams: int = Field(default=1, ge=1)
     max_new_tokens: int | None = Field(default=None, ge=1)  # cap on generated tokens per clip (None: the model's)
+    # a clip decoded into a loop up to the token cap keeps one copy of the loop (asr_analogy.speech.repetition)
+    repetition_guard: bool = False
     test_split: str = "test"
     # every system but the upper bound is scored on *all* the target's real utterances (no target real audio is
     # trained on; the text of the train split was synthesized for C); the upper bound, which trains on target
@@ -266,6 +268,12 @@ class EvaluateConfig(_Section):
     export_models: bool = True  # write θ_D (and the ensemble's) as model directories under final/<target>/
     # also score the exported models as deployed: CTranslate2 at this weight type, rows "<system> (CT2 <type>)"
     deployed: Literal["float32", "float16", "int8"] | None = None
+
+    def decoding(self) -> dict:
+        """The settings besides the model that change a transcript, for cache keys (the guard only when on, so
+        keys made before it existed stay valid)."""
+        return {"beams": self.num_beams, "max_new_tokens": self.max_new_tokens,
+                **({"repetition_guard": True} if self.repetition_guard else {})}
 
     @model_validator(mode="after")
     def _deployed_needs_exports(self):

@@ -68,7 +68,7 @@ class Decoder:
             s = self.settings
             self.memo[key] = _deps.transcribe(
                 model, records, processor=processor, batch_size=s.batch_size, num_beams=s.num_beams,
-                device=self.device, max_new_tokens=s.max_new_tokens,
+                device=self.device, max_new_tokens=s.max_new_tokens, repetition_guard=s.repetition_guard,
             )
         return [dict(r) for r in self.memo[key]]
 

@@ -67,14 +67,15 @@ def score_deployed(ctx: RecipeContext, target_plan: TargetPlan, records: list[di
             continue
         system, key = f"{name} (CT2 {ev.deployed})", f"{name}_ct2_{ev.deployed}"
         spec = {"model": read_json(model_dir / "analogy.json").get("spec"), "quantization": ev.deployed,
-                "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, "beams": ev.num_beams,
-                "max_new_tokens": ev.max_new_tokens, "n": len(records)}
+                "normalizer": ev.normalizer, "bootstrap": ev.bootstrap, "seed": ev.seed, **ev.decoding(),
+                "n": len(records)}
 
         def compute(model_dir=model_dir, name=name, system=system, key=key) -> dict:
             ctx.echo(f"[evaluate] {target}: {system}")
             ct2_dir = _deps.export_ct2(model_dir, model_dir.with_name(f"{name}-ct2-{ev.deployed}"), ev.deployed)
             hyps = _deps.transcribe(str(ct2_dir), records, batch_size=ev.batch_size, num_beams=ev.num_beams,
-                                    device=ctx.cfg.device, max_new_tokens=ev.max_new_tokens, engine="ctranslate2")
+                                    device=ctx.cfg.device, max_new_tokens=ev.max_new_tokens, engine="ctranslate2",
+                                    repetition_guard=ev.repetition_guard)
             write_manifest(hyps, hyps_path(ctx.out, target, key), relative=False)
             metrics = _deps.score(hyps, normalizer=ev.normalizer, bootstrap=ev.bootstrap, seed=ev.seed)
             return {**metrics, "system": system, "label": system, "target": target}

@@ -68,10 +68,12 @@ def export_ct2_cmd(model_dir, out_dir, quantization, force):
               help="ctranslate2: MODEL_DIR is a CTranslate2 directory, or a transformers Whisper exported on the fly.")
 @click.option("--compute-type", default=None, help="ctranslate2 engine: float32, float16, int8, ... "
               "(default: the saved type; float32 for an on-the-fly export).")
+@click.option("--repetition-guard", is_flag=True,
+              help="A clip decoded into a loop up to the token cap keeps one copy of the loop.")
 @click.option("--resume", is_flag=True, help="Continue OUT_JSONL of an interrupted run: clips already in it are skipped.")
 @click.option("--force", is_flag=True, help="Replace OUT_JSONL if it exists.")
 def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, max_new_tokens, language, task, engine,
-                   compute_type, resume, force):
+                   compute_type, repetition_guard, resume, force):
     """Transcribe MANIFEST with MODEL_DIR; write each record plus 'hypothesis' to OUT_JSONL.
 
     Records are appended to OUT_JSONL batch by batch; a killed run continues with --resume.
@@ -88,7 +90,7 @@ def transcribe_cmd(model_dir, manifest, out_jsonl, batch_size, beams, device, ma
         raise OutputExistsError(f"{out_jsonl} already exists; pass --resume to continue it or --force to replace it")
     records = transcribe(model_dir, manifest, out_jsonl, batch_size=batch_size, num_beams=beams, device=device,
                          max_new_tokens=max_new_tokens, language=language, task=task, engine=engine,
-                         compute_type=compute_type, resume=resume)
+                         compute_type=compute_type, resume=resume, repetition_guard=repetition_guard)
     failed = sum(1 for r in records if r.get("error"))
     note = f", {failed} unreadable (see their 'error' field)" if failed else ""
     click.echo(f"{out_jsonl}: {len(records)} clips transcribed{note}")

@@ -94,10 +94,14 @@ class Ct2Whisper:
         return int(self.feature_extractor.n_samples)
 
     def decode(self, audios: list[np.ndarray], prompt: list[int], num_beams: int = 1,
-               max_new_tokens: int | None = None) -> list[str]:
+               max_new_tokens: int | None = None, repetition_guard: bool = False) -> list[str]:
         """Text of each clip (16 kHz float32 mono); greedy with ``num_beams`` 1, else beam search of that width.
         ``max_new_tokens``: cap on generated tokens (default: the generation config's ``max_length``, as the
-        transformers engine reads it), never more than the decoder positions left after ``prompt``."""
+        transformers engine reads it), never more than the decoder positions left after ``prompt``.
+        ``repetition_guard``: ``asr_analogy.speech.repetition.guard`` on each output (one without an end token
+        has exactly the capped number of tokens)."""
+        from asr_analogy.speech.repetition import guard
+
         import ctranslate2
 
         gen = self.generation_config
@@ -111,4 +115,7 @@ class Ct2Whisper:
             suppress_tokens=list(gen.suppress_tokens or []),
             suppress_blank=bool(gen.begin_suppress_tokens),
         )
-        return [self.tokenizer.decode(r.sequences_ids[0], skip_special_tokens=True).strip() for r in results]
+        seqs = [r.sequences_ids[0] for r in results]
+        if repetition_guard:
+            seqs = [guard(s, reached_cap=len(s) >= new_tokens) for s in seqs]
+        return [self.tokenizer.decode(s, skip_special_tokens=True).strip() for s in seqs]

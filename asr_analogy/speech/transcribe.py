@@ -32,6 +32,7 @@ from asr_analogy.io.audio import TARGET_SR, load_audio
 from asr_analogy.io.manifest import read_manifest, write_manifest
 from asr_analogy.merge.stream import resolve_device
 from asr_analogy.speech.ct2_engine import Ct2Whisper
+from asr_analogy.speech.repetition import guard
 from asr_analogy.speech.transcript_file import TranscriptAppender, match_finished, read_finished
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ def _language_and_task(gen, language: str | None, task: str | None, gen_kwargs: 
 
 
 @torch.inference_mode()
-def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: int, max_new_tokens, gen_kwargs):
+def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: int, max_new_tokens, gen_kwargs,
+                   repetition_guard: bool = False):
     # The log-mel spectrogram is computed with torch, on the model's GPU when it has one.
     fe_device = "cuda" if model.device.type == "cuda" else "cpu"
     feats = fe(audios, sampling_rate=TARGET_SR, return_tensors="pt", device=fe_device)
@@ -189,6 +191,12 @@ def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: in
     ids = model.generate(x, **kwargs)
     if not torch.is_tensor(ids):  # some generate options return a dict-like output
         ids = ids["sequences"]
+    if repetition_guard:
+        eos = model.generation_config.eos_token_id
+        eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+        first_special = min(eos)  # Whisper's special tokens (prompt, language, end) come after the text tokens
+        ids = [guard([t for t in row if t < first_special], reached_cap=not eos & set(row))
+               for row in ids.tolist()]
     return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -210,7 +218,8 @@ ENGINES = ("transformers", "ctranslate2")
 """Decoding back ends: transformers (Whisper and CTC models) or CTranslate2 (Whisper; ``ct2_engine``)."""
 
 
-def _transformers_decoder(model, processor, device, num_beams, max_new_tokens, generate_kwargs, language, task):
+def _transformers_decoder(model, processor, device, num_beams, max_new_tokens, generate_kwargs, language, task,
+                          repetition_guard=False):
     """(decode: audios → texts, encoder window in samples or None) for a transformers model (dir or loaded)."""
     if isinstance(model, (str, os.PathLike)):
         if device is None:
@@ -237,11 +246,11 @@ def _transformers_decoder(model, processor, device, num_beams, max_new_tokens, g
     fe = whisper_feature_extractor(processor, model.config.max_source_positions)
     gen_kwargs = dict(generate_kwargs or {})
     gen_kwargs.update(_language_and_task(model.generation_config, language, task, gen_kwargs)[1])
-    return (lambda audios: _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs),
-            fe.n_samples)
+    return (lambda audios: _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs,
+                                          repetition_guard), fe.n_samples)
 
 
-def _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task):
+def _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task, repetition_guard=False):
     """(decode, window in samples) for a CTranslate2 Whisper: a ``Ct2Whisper``, a CTranslate2 directory, or a
     transformers Whisper directory exported on the fly at ``compute_type``."""
     if not isinstance(model, Ct2Whisper):
@@ -249,7 +258,8 @@ def _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, languag
             raise ConfigError("the ctranslate2 engine takes a model directory (CTranslate2 or transformers Whisper)")
         model = Ct2Whisper(model, device, compute_type)
     prompt = _language_and_task(model.generation_config, language, task, {})[0]
-    return (lambda audios: model.decode(audios, prompt, num_beams, max_new_tokens)), model.window_samples
+    return (lambda audios: model.decode(audios, prompt, num_beams, max_new_tokens, repetition_guard),
+            model.window_samples)
 
 
 def _check_options(batch_size: int, num_beams: int, max_new_tokens: int | None, engine: str, options: dict) -> None:
@@ -284,6 +294,7 @@ def transcribe(
     engine: str | None = None,
     compute_type: str | None = None,
     resume: bool = False,
+    repetition_guard: bool = False,
 ) -> list[dict]:
     """Transcribe every clip of a manifest; return records in manifest order, each with ``hypothesis`` added.
 
@@ -300,6 +311,10 @@ def transcribe(
     CTranslate2 directory, CTranslate2's compute type, default the saved one). Same sorting, batches, features,
     prompt, suppressed tokens and token cap as the transformers engine; greedy transcripts agree up to the
     numerics of the runtime (and of the quantization).
+
+    ``repetition_guard``: a clip whose decoding reaches the token cap without ending, in a loop of one repeated
+    token sequence (at least 3 copies), keeps its text up to the end of the first copy
+    (``asr_analogy.speech.repetition``); clips that end on their own are unchanged. Off by default.
 
     ``language`` (``"en"``, ``"english"`` or ``"<|en|>"``) and ``task`` (``"transcribe"`` or ``"translate"``):
     a multilingual Whisper decodes after the forced prompt ``<|startoftranscript|><|en|><|transcribe|>
@@ -336,10 +351,11 @@ def transcribe(
     if len(finished) == len(records):  # nothing left to decode: the model is not loaded
         decode, window = None, None
     elif engine == "ctranslate2":
-        decode, window = _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task)
+        decode, window = _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task,
+                                      repetition_guard)
     else:
         decode, window = _transformers_decoder(model, processor, device, num_beams, max_new_tokens,
-                                               generate_kwargs, language, task)
+                                               generate_kwargs, language, task, repetition_guard)
     appender = TranscriptAppender(out_jsonl, fresh=not resume) if out_jsonl is not None else None
     try:
         n_truncated = _run_batches(records, finished, decode, window, batch_size, appender, progress)

@@ -45,7 +45,7 @@ def _score_system(ctx: RecipeContext, target: str, system: dict, records: list[d
     name = system["system"]
     model_fingerprint = ctx.base_dir if system["model"] == "base" else ctx.job_fingerprint(system["model"])
     spec = {**system, "model_fingerprint": model_fingerprint, "normalizer": ev.normalizer, "bootstrap": ev.bootstrap,
-            "seed": ev.seed, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens, "n": len(records)}
+            "seed": ev.seed, **ev.decoding(), "n": len(records)}
 
     label = labels(ctx.cfg)[name]
 
@@ -69,7 +69,7 @@ def _test_curve(ctx: RecipeContext, target_plan: TargetPlan, records: list[dict]
     vector_id = ctx.suite_vectors(suite)["syn2real"]
     grid = ctx.cfg.lambda_.grid
     spec = {"C": ctx.job_fingerprint(suite.C), "v": vector_id, "grid": grid, "n": len(records),
-            "normalizer": ev.normalizer, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens}
+            "normalizer": ev.normalizer, **ev.decoding()}
 
     def compute() -> dict:
         ctx.echo(f"[evaluate] {target_plan.target}: WER vs λ on test (for the plot; the selection never sees it)")

@@ -42,7 +42,7 @@ def sweep(ctx: RecipeContext, c_key: str, vector_id: str, records: list[dict], l
     ev = ctx.cfg.evaluate
     ids = [r.get("id") or r["audio_filepath"] for r in records]
     key = short_hash({"C": ctx.job_fingerprint(c_key), "v": vector_id, "ids": ids, "grid": lam.grid,
-                      "norm": ev.normalizer, "beams": ev.num_beams, "max_new_tokens": ev.max_new_tokens})
+                      "norm": ev.normalizer, **ev.decoding()})
 
     def compute() -> dict:
         curve = ctx.decoder.curve(ctx.model_dir(c_key), ctx.vector_path(vector_id), records, lam.grid, ctx.echo)
@@ -110,6 +110,7 @@ def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str,
             out[option] = _grid_choice(ctx, pseudo_recs, variant, option, f", {option}")
             continue
         key = short_hash({"search": option, "start": single, "grid": lam.grid, "norm": ctx.cfg.evaluate.normalizer,
+                          **ctx.cfg.evaluate.decoding(),
                           "points": [[ctx.job_fingerprint(p.variants[variant]), ctx.suite_vectors(p)["syn2real"],
                                       [r.get("id") or r["audio_filepath"] for r in recs]] for p, recs in pseudo_recs]})
 
