@@ -99,6 +99,8 @@ def planned(cfg: RecipeConfig) -> list[str]:
         skip.add("upper_bound")
     if not cfg.lambda_.report_oracle or cfg.lambda_.mode == "oracle":
         skip.add("syn2real_oracle")
+    if cfg.lambda_.mode != "pseudo_target":  # best is the pseudo-target's pick
+        skip.add("best")
     return [n for n in table_order(cfg) if n not in skip]
 
 

@@ -127,7 +127,7 @@ def test_schedules_source_jobs_and_target_stage():
 def test_the_pick_can_be_an_ensemble_and_best_then_decodes_that_c_with_the_ensemble_vector():
     from asr_analogy.analogy.plan import Suite
     from asr_analogy.analogy.stages.select_lambda import _best
-    from asr_analogy.analogy.systems import has_choice, systems_for, table_order
+    from asr_analogy.analogy.systems import has_choice, planned, systems_for, table_order
 
     c = cfg(finetune={"c_init": "source", "baselines": ["tts"]}, ensemble={"enabled": True, "by": "domain"})
     suite = Suite("vm", ("conf", "dig"), "A", "B", "C", "S", None, [("domain conf", "Ac", "Bc")],
@@ -146,3 +146,6 @@ def test_the_pick_can_be_an_ensemble_and_best_then_decodes_that_c_with_the_ensem
     assert table_order(c).index("C_tts_syn2real_ensemble") < table_order(c).index("best")
     # one C, no options: the ensemble alone makes a choice; without it there is none
     assert has_choice(cfg(ensemble={"enabled": True, "by": "domain"})) and not has_choice(cfg())
+    # only the pseudo-target picks: with a fixed λ there is no best to plan
+    assert "best" in planned(c)
+    assert "best" not in planned(cfg(ensemble={"enabled": True, "by": "domain"}, **{"lambda": {"mode": "fixed"}}))
