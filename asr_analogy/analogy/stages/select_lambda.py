@@ -11,6 +11,7 @@ from asr_analogy.errors import ConfigError
 from asr_analogy.analogy import _deps
 from asr_analogy.analogy.access import DataAccess
 from asr_analogy.analogy.cache import cached_result, short_hash, write_json
+from asr_analogy.analogy.config import EvaluateConfig
 from asr_analogy.analogy.context import RecipeContext
 from asr_analogy.analogy.lambdas import choose_lambda, mean_curve, select_lambda
 from asr_analogy.analogy.plan import TargetPlan
@@ -109,8 +110,10 @@ def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str,
         if parsed[0] == "topk":
             out[option] = _grid_choice(ctx, pseudo_recs, variant, option, f", {option}")
             continue
+        decoding = ctx.cfg.evaluate.decoding()  # in the key where it differs from the defaults (keys made before
+        decoding = {"decoding": decoding} if decoding != EvaluateConfig().decoding() else {}  # it was kept stay valid)
         key = short_hash({"search": option, "start": single, "grid": lam.grid, "norm": ctx.cfg.evaluate.normalizer,
-                          **ctx.cfg.evaluate.decoding(),
+                          **decoding,
                           "points": [[ctx.job_fingerprint(p.variants[variant]), ctx.suite_vectors(p)["syn2real"],
                                       [r.get("id") or r["audio_filepath"] for r in recs]] for p, recs in pseudo_recs]})
 
