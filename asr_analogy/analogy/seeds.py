@@ -21,7 +21,7 @@ from asr_analogy.io.atomic import atomic_file
 
 from asr_analogy.analogy.cache import read_json
 from asr_analogy.analogy.config import RecipeConfig
-from asr_analogy.analogy.systems import adds_a_vector
+from asr_analogy.analogy.systems import REFERENCES, adds_a_vector
 
 GOAL_REFERENCES = ("C_tts", "C_paper", "C_multi", "C", "base")
 
@@ -123,7 +123,7 @@ def aggregate(cfg: RecipeConfig, seeds: list[int]) -> dict:
                     if p is not None:
                         per_target.setdefault(t, {}).setdefault(name, {})[f"vs_{ref}"] = p
     for t, systems in targets.items():  # what target real audio would have picked (for reference only)
-        analogy = [n for n in names if adds_a_vector(n) and n in systems]
+        analogy = [n for n in names if adds_a_vector(n) and n not in REFERENCES and n in systems]
         if analogy:
             systems["_oracle_picks"] = {k: min(analogy, key=lambda n: systems[n]["wer"].get(k, float("inf")))
                                         for k in seeds}

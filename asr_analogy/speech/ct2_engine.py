@@ -44,6 +44,14 @@ def ct2_device(device: str | None) -> tuple[str, int]:
     return kind, int(index or 0)
 
 
+def new_token_cap(generation_config, prompt_len: int, max_new_tokens: int | None = None) -> int:
+    """How many tokens a Whisper decode may generate after a prompt of ``prompt_len`` tokens: ``max_new_tokens``,
+    else the generation config's ``max_length`` (transformers' Whisper ``generate`` reads it so too), never more
+    than the decoder positions left after the prompt. Both engines stop there; an output of exactly this many
+    tokens ended without an end token."""
+    return min(max_new_tokens or generation_config.max_length, WHISPER_TEXT_POSITIONS - prompt_len)
+
+
 def max_length_for(new_tokens: int, prompt_len: int) -> int:
     """CTranslate2's Whisper ``max_length`` that lets exactly ``new_tokens`` tokens be generated after a prompt
     of ``prompt_len`` tokens: it generates at most ``min(max_length // 2, max_length - (prompt_len - 1))``."""
@@ -106,7 +114,7 @@ class Ct2Whisper:
 
         gen = self.generation_config
         feats = self.feature_extractor(audios, sampling_rate=TARGET_SR, return_tensors="np").input_features
-        new_tokens = min(max_new_tokens or gen.max_length, WHISPER_TEXT_POSITIONS - len(prompt))
+        new_tokens = new_token_cap(gen, len(prompt), max_new_tokens)
         results = self.runtime.generate(
             ctranslate2.StorageView.from_array(np.ascontiguousarray(feats, dtype=np.float32)),
             [list(prompt)] * len(audios),

@@ -31,7 +31,7 @@ from asr_analogy.errors import AsrAnalogyError, ConfigError, ManifestError
 from asr_analogy.io.audio import TARGET_SR, load_audio
 from asr_analogy.io.manifest import read_manifest, write_manifest
 from asr_analogy.merge.stream import resolve_device
-from asr_analogy.speech.ct2_engine import Ct2Whisper
+from asr_analogy.speech.ct2_engine import Ct2Whisper, new_token_cap
 from asr_analogy.speech.repetition import guard
 from asr_analogy.speech.transcript_file import TranscriptAppender, match_finished, read_finished
 
@@ -171,7 +171,9 @@ def _language_and_task(gen, language: str | None, task: str | None, gen_kwargs: 
 
 @torch.inference_mode()
 def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: int, max_new_tokens, gen_kwargs,
-                   repetition_guard: bool = False):
+                   guard_cap: int | None = None):
+    """Texts of ``audios``; ``guard_cap``: the repetition guard is on, and an output of this many text tokens
+    reached the token cap (``ct2_engine.new_token_cap``)."""
     # The log-mel spectrogram is computed with torch, on the model's GPU when it has one.
     fe_device = "cuda" if model.device.type == "cuda" else "cpu"
     feats = fe(audios, sampling_rate=TARGET_SR, return_tensors="pt", device=fe_device)
@@ -191,12 +193,13 @@ def _whisper_batch(model, processor, fe, audios: list[np.ndarray], num_beams: in
     ids = model.generate(x, **kwargs)
     if not torch.is_tensor(ids):  # some generate options return a dict-like output
         ids = ids["sequences"]
-    if repetition_guard:
+    if guard_cap is not None:
+        # generate returns the new tokens (without the end token, padded with it), or in older versions the
+        # prompt and the end token too: the text tokens, below Whisper's first special token, are the same
         eos = model.generation_config.eos_token_id
-        eos = set(eos) if isinstance(eos, (list, tuple)) else {eos}
-        first_special = min(eos)  # Whisper's special tokens (prompt, language, end) come after the text tokens
-        ids = [guard([t for t in row if t < first_special], reached_cap=not eos & set(row))
-               for row in ids.tolist()]
+        first_special = min(eos) if isinstance(eos, (list, tuple)) else eos
+        texts = ([t for t in row if t < first_special] for row in ids.tolist())
+        ids = [guard(text, reached_cap=len(text) >= guard_cap) for text in texts]
     return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
 
 
@@ -245,9 +248,11 @@ def _transformers_decoder(model, processor, device, num_beams, max_new_tokens, g
         return (lambda audios: _ctc_batch(model, processor, audios)), None
     fe = whisper_feature_extractor(processor, model.config.max_source_positions)
     gen_kwargs = dict(generate_kwargs or {})
-    gen_kwargs.update(_language_and_task(model.generation_config, language, task, gen_kwargs)[1])
-    return (lambda audios: _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs,
-                                          repetition_guard), fe.n_samples)
+    prompt, forced = _language_and_task(model.generation_config, language, task, gen_kwargs)
+    gen_kwargs.update(forced)
+    cap = new_token_cap(model.generation_config, len(prompt), max_new_tokens) if repetition_guard else None
+    return (lambda audios: _whisper_batch(model, processor, fe, audios, num_beams, max_new_tokens, gen_kwargs, cap),
+            fe.n_samples)
 
 
 def _ct2_decoder(model, device, compute_type, num_beams, max_new_tokens, language, task, repetition_guard=False):

@@ -28,8 +28,10 @@ def test_cut_loop_keeps_the_first_copy_of_a_tail_of_three_or_more(tokens, expect
 
 
 def test_cut_loop_prefers_the_period_that_keeps_least_and_guard_leaves_finished_outputs():
-    # period 1 ("8 8 8" at the end) would keep 7 tokens; period 2 ("3 8" repeated) keeps 3
-    assert cut_loop([0, 3, 8, 3, 8, 3, 8, 8, 8], min_copies=3) == [0, 3, 8, 3, 8, 3, 8]
+    # two periods qualify: period 1 ("2 2 2" at the end) would keep 10 tokens, period 4 ("1 2 2 2") keeps 4
+    assert cut_loop([1, 2, 2, 2] * 3) == [1, 2, 2, 2]
+    # only period 1 qualifies ("3 8" is repeated 2.5 times: too few)
+    assert cut_loop([0, 3, 8, 3, 8, 3, 8, 8, 8, 8]) == [0, 3, 8, 3, 8, 3, 8]
     assert cut_loop([0, 3, 8, 3, 8, 3, 8]) == [0, 3, 8]
     assert cut_loop([7, 7], min_copies=2) == [7]
     assert guard([1, 2, 2, 2], reached_cap=False) == [1, 2, 2, 2]
@@ -45,22 +47,28 @@ def _one_clip(speech_manifest):
     return read_manifest(speech_manifest)[:1]
 
 
-def test_transformers_engine_cuts_only_outputs_without_an_end_token(tiny_whisper_dir, speech_manifest, tmp_path,
-                                                                    monkeypatch):
+def test_transformers_engine_cuts_only_outputs_of_the_capped_length(tiny_whisper_dir, speech_manifest, monkeypatch):
+    # generate returns the new tokens without the end token, padded with it: a row that ended on its own has no
+    # end token either when it is the batch's longest, so only its length tells it from one that hit the cap
     model, processor = load_asr_model(tiny_whisper_dir, "cpu")
     eos = model.generation_config.eos_token_id
-    prompt = [model.generation_config.decoder_start_token_id]
     records = _one_clip(speech_manifest)
     decode = processor.tokenizer.decode
 
-    def run(row, on):
+    def run(row, on, cap):
         monkeypatch.setattr(model, "generate", lambda x, **kw: torch.tensor([row]))
-        return transcribe(model, records, processor=processor, progress=False, repetition_guard=on)[0]["hypothesis"]
+        return transcribe(model, records, processor=processor, progress=False, repetition_guard=on,
+                          max_new_tokens=cap)[0]["hypothesis"]
 
-    capped, finished = prompt + TEXT, prompt + TEXT + [eos]
-    assert run(capped, True) == decode([400, 401, 402]).strip()
-    assert run(capped, False) == decode(TEXT).strip() != run(capped, True)
-    assert run(finished, True) == decode(TEXT).strip()
+    cut, whole = decode([400, 401, 402]).strip(), decode(TEXT).strip()
+    assert run(TEXT, True, cap=len(TEXT)) == cut  # as many tokens as the cap: no end token came
+    assert run(TEXT, False, cap=len(TEXT)) == whole != cut
+    assert run(TEXT, True, cap=len(TEXT) + 1) == whole  # it ended one token before the cap
+    assert run(TEXT + [eos], True, cap=len(TEXT) + 1) == whole  # padded (or, in older versions, ended)
+    # the default cap is the generation config's max_length (14 for this model), as in CTranslate2
+    loop = [400] + [402] * 13
+    assert run(loop, True, cap=None) == decode([400, 402]).strip()
+    assert run(loop[:13], True, cap=None) == decode(loop[:13]).strip()
 
 
 def test_ctranslate2_engine_cuts_only_outputs_of_the_capped_length(tiny_whisper_dir, speech_manifest, tmp_path):
@@ -82,15 +90,16 @@ def test_ctranslate2_engine_cuts_only_outputs_of_the_capped_length(tiny_whisper_
     assert run(TEXT, True, cap=len(TEXT) + 1) == whole  # it ended before the cap
 
 
-def test_capped_outputs_without_a_loop_are_kept_by_both_engines(tiny_whisper_dir, speech_manifest):
-    # the random tiny Whisper runs every clip to its 12-token cap without repeating itself three times in a row
+def test_both_engines_guard_a_real_decoding_alike(tiny_whisper_dir, speech_manifest):
+    # the random tiny Whisper runs every clip to its 14-token cap; a transcript ending in a loop is cut, others kept
     pytest.importorskip("ctranslate2")
 
     def hyps(**kw):
         return [r["hypothesis"] for r in transcribe(tiny_whisper_dir, speech_manifest, device="cpu", progress=False, **kw)]
 
-    plain = hyps()
-    assert hyps(repetition_guard=True) == plain == hyps(repetition_guard=True, engine="ctranslate2")
+    plain, guarded = hyps(), hyps(repetition_guard=True)
+    assert guarded == hyps(repetition_guard=True, engine="ctranslate2")
+    assert all(p.startswith(g) for p, g in zip(plain, guarded))
 
 
 def test_the_cli_flag_turns_the_guard_on(tmp_path, speech_manifest, monkeypatch):
