@@ -13,8 +13,8 @@ C first, then ``finetune.baselines``):
 
 then ``best`` (the system of lowest pseudo-target WER over every C, option and ensemble: the method's pick,
 made without target real audio), and the references ``upper_bound`` (trained on target real audio) and
-``syn2real_oracle`` (λ picked on target real dev), labelled. Without a choice over C variants or options, the
-ensemble is scored on c_init's C only.
+``syn2real_oracle`` (λ picked on target real dev), labelled. Where λ is not chosen on the pseudo-target
+(``lambda.mode`` fixed or oracle), the ensemble is scored on c_init's C only.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import numpy as np
 
 from asr_analogy.errors import ConfigError
 from asr_analogy.io.audio import TARGET_SR
+from asr_analogy.speech.repetition import guard
 
 WHISPER_TEXT_POSITIONS = 448
 """Decoder positions of every Whisper model (prompt plus generated tokens)."""
@@ -108,8 +109,6 @@ class Ct2Whisper:
         transformers engine reads it), never more than the decoder positions left after ``prompt``.
         ``repetition_guard``: ``asr_analogy.speech.repetition.guard`` on each output (one without an end token
         has exactly the capped number of tokens)."""
-        from asr_analogy.speech.repetition import guard
-
         import ctranslate2
 
         gen = self.generation_config

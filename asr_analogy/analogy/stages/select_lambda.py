@@ -110,10 +110,12 @@ def _variant_choices(ctx: RecipeContext, pseudo_recs: list[tuple], variant: str,
         if parsed[0] == "topk":
             out[option] = _grid_choice(ctx, pseudo_recs, variant, option, f", {option}")
             continue
-        decoding = ctx.cfg.evaluate.decoding()  # in the key where it differs from the defaults (keys made before
-        decoding = {"decoding": decoding} if decoding != EvaluateConfig().decoding() else {}  # it was kept stay valid)
+        # the decoding settings enter the key only where they differ from the defaults: searches cached before
+        # the key held them stay valid
+        decoding = ctx.cfg.evaluate.decoding()
+        changed = {"decoding": decoding} if decoding != EvaluateConfig().decoding() else {}
         key = short_hash({"search": option, "start": single, "grid": lam.grid, "norm": ctx.cfg.evaluate.normalizer,
-                          **decoding,
+                          **changed,
                           "points": [[ctx.job_fingerprint(p.variants[variant]), ctx.suite_vectors(p)["syn2real"],
                                       [r.get("id") or r["audio_filepath"] for r in recs]] for p, recs in pseudo_recs]})
 
